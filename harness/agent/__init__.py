@@ -1,0 +1,1 @@
+"""The storage agent: a VDSM-style client and the simulator behind it."""

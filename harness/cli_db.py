@@ -1,0 +1,157 @@
+"""Subcommands about the database: ``db start|stop|status|dsn``, ``deploy``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import deploy as deploy_mod
+from .cli import common_options, emit
+from .db import connect, resolve_dsn
+from .pgserver import EmbeddedCluster
+
+
+def register(sub: Any) -> None:
+    db = sub.add_parser("db", help="the embedded PostgreSQL cluster (MOVEDISK_HOME)")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    for name, fn, text in (
+        ("start", _db_start, "initialize if needed and start the embedded cluster"),
+        ("stop", _db_stop, "stop the embedded cluster"),
+        ("status", _db_status, "where the embedded cluster lives and whether it runs"),
+        ("dsn", _db_dsn, "print the embedded cluster's connection string"),
+    ):
+        p = common_options(dbsub.add_parser(name, help=text))
+        p.set_defaults(handler=fn)
+
+    p = common_options(
+        sub.add_parser("deploy", help="install or upgrade the package in a database"), dsn=True
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="report pending upgrades and drift without changing anything "
+        "(exit 0 when up to date, 1 otherwise)",
+    )
+    p.set_defaults(handler=_deploy)
+
+    p = common_options(
+        sub.add_parser("demo", help="start the embedded cluster, deploy, and show what is there"),
+        dsn=True,
+    )
+    p.set_defaults(handler=_demo)
+
+
+def _db_start(args: argparse.Namespace) -> int:
+    cluster = EmbeddedCluster.default()
+    cluster.start()
+    emit(args, cluster.status(), lambda s: f"running: {s['dsn']}")
+    return 0
+
+
+def _db_stop(args: argparse.Namespace) -> int:
+    cluster = EmbeddedCluster.default()
+    cluster.stop()
+    emit(args, cluster.status(), lambda s: "stopped")
+    return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    st = EmbeddedCluster.default().status()
+    emit(
+        args,
+        st,
+        lambda s: "\n".join(f"{k}: {v}" for k, v in s.items()),
+    )
+    return 0 if st["running"] else 1
+
+
+def _db_dsn(args: argparse.Namespace) -> int:
+    cluster = EmbeddedCluster.default()
+    emit(args, {"dsn": cluster.dsn()}, lambda s: s["dsn"])
+    return 0
+
+
+def _describe(report: deploy_mod.DeployReport) -> str:
+    lines = []
+    if report.dry_run:
+        lines.append("deploy --check (nothing changed):")
+    if report.mode == "fresh":
+        lines.append(f"fresh install; {len(report.upgrades_marked)} upgrade script(s) recorded")
+    elif report.upgrades_applied:
+        lines.append("upgraded: " + ", ".join(report.upgrades_applied))
+    else:
+        lines.append("schema up to date; functions and views re-applied")
+    lines.append(
+        f"{report.functions} functions, {report.views} views, "
+        f"{report.statements} statements in {report.seconds:.2f}s"
+    )
+    if report.changes and report.dry_run:
+        lines.append("would change:")
+        lines.extend("  " + c for c in report.changes)
+    return "\n".join(lines)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    with connect(args.dsn) as conn:
+        if args.check:
+            st = deploy_mod.status(conn)
+            if not st["installed"]:
+                result = {"up_to_date": False, **st, "changes": ["not installed"]}
+                emit(args, result, lambda r: "not installed: deploy would run a fresh install")
+                return 1
+            if st["edited"] or st["missing"]:
+                emit(args, {"up_to_date": False, **st, "changes": []}, _check_text)
+                return 1
+            report = deploy_mod.deploy(conn, dry_run=True)
+            result = {
+                "up_to_date": not st["pending"] and not report.changes,
+                **st,
+                "changes": report.changes,
+            }
+            emit(args, result, _check_text)
+            return 0 if result["up_to_date"] else 1
+        report = deploy_mod.deploy(conn)
+    emit(args, report.to_json(), lambda r: _describe(report))
+    return 0
+
+
+def _check_text(r: dict[str, Any]) -> str:
+    if r["up_to_date"]:
+        return "up to date"
+    lines = ["not up to date:"]
+    lines += [f"  pending upgrade: {p}" for p in r.get("pending", [])]
+    lines += [f"  edited after it was applied: {p}" for p in r.get("edited", [])]
+    lines += [f"  applied but missing from sql/upgrade/: {p}" for p in r.get("missing", [])]
+    lines += [f"  drift: {c}" for c in r.get("changes", [])]
+    return "\n".join(lines)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    dsn = resolve_dsn(args.dsn)
+    with connect(dsn) as conn:
+        report = deploy_mod.deploy(conn)
+        snapshot = deploy_mod.catalog_snapshot(conn)
+    tables = sorted(n for (k, n), v in snapshot.items() if k == "relation" and v[:1] == "r")
+    views = sorted(n for (k, n), v in snapshot.items() if k == "relation" and v[:1] == "v")
+    result = {
+        "dsn": dsn,
+        "psql": f'psql "{dsn}"',
+        "deploy": report.to_json(),
+        "tables": tables,
+        "views": views,
+        "functions": report.functions,
+    }
+
+    def human(r: dict[str, Any]) -> str:
+        return "\n".join(
+            [
+                _describe(report),
+                f"tables ({len(tables)}): " + ", ".join(tables),
+                f"views ({len(views)}): " + ", ".join(views),
+                "connect with:",
+                f"  {r['psql']}",
+            ]
+        )
+
+    emit(args, result, human)
+    return 0

@@ -1,0 +1,118 @@
+"""Fixtures: one throwaway cluster per session, a deployed template, per-test databases.
+
+- ``db``: a connection to the shared test database inside a transaction that is
+  rolled back after the test (most tests).
+- ``new_db``: a factory of databases cloned from the deployed template (or empty),
+  for tests that must commit; each is dropped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from harness.deploy import deploy
+from harness.pgserver import ThrowawayCluster
+
+TEMPLATE = "movedisk_template"
+SHARED = "movedisk_test"
+_counter = itertools.count()
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[ThrowawayCluster]:
+    cluster = ThrowawayCluster()
+    TIMINGS["cluster_start_s"] = cluster.startup_seconds
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def admin(cluster: ThrowawayCluster) -> psycopg.Connection[Any]:
+    return psycopg.connect(cluster.dsn("postgres"), autocommit=True)
+
+
+def create_database(cluster: ThrowawayCluster, name: str, template: str | None = None) -> str:
+    with admin(cluster) as conn:
+        if template:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return cluster.dsn(name)
+
+
+def drop_database(cluster: ThrowawayCluster, name: str) -> None:
+    with admin(cluster) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_cluster: ThrowawayCluster) -> str:
+    dsn = create_database(pg_cluster, TEMPLATE)
+    t0 = time.perf_counter()
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        deploy(conn)
+    TIMINGS["template_deploy_s"] = time.perf_counter() - t0
+    return TEMPLATE
+
+
+@pytest.fixture(scope="session")
+def shared_dsn(pg_cluster: ThrowawayCluster, template_db: str) -> str:
+    return create_database(pg_cluster, SHARED, template_db)
+
+
+@pytest.fixture
+def db(shared_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection inside a transaction that is rolled back after the test."""
+    conn = psycopg.connect(shared_dsn, row_factory=dict_row)
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def new_db(pg_cluster: ThrowawayCluster, template_db: str) -> Iterator[Callable[..., str]]:
+    """``new_db(deployed=True)`` -> the DSN of a fresh database, dropped after the test."""
+    made: list[str] = []
+
+    def make(deployed: bool = True) -> str:
+        name = f"movedisk_t{next(_counter)}"
+        t0 = time.perf_counter()
+        dsn = create_database(pg_cluster, name, template_db if deployed else None)
+        TIMINGS.setdefault("clone_s", []).append(time.perf_counter() - t0)  # type: ignore[attr-defined]
+        made.append(name)
+        return dsn
+
+    yield make
+    for name in made:
+        drop_database(pg_cluster, name)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not TIMINGS:
+        return
+    clones = TIMINGS.get("clone_s") or []
+    parts = [f"cluster initdb+start {TIMINGS.get('cluster_start_s', 0):.2f}s"]
+    if "template_deploy_s" in TIMINGS:
+        parts.append(f"template deploy {TIMINGS['template_deploy_s']:.3f}s")
+    if clones:
+        clones = sorted(clones)  # type: ignore[assignment]
+        parts.append(f"{len(clones)} database clones, median {clones[len(clones) // 2] * 1000:.1f}ms")
+    terminalreporter.write_line("movedisk: " + ", ".join(parts))
