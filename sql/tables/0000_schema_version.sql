@@ -2,16 +2,16 @@
 CREATE SEQUENCE schema_version_seq;
 
 CREATE TABLE schema_version (
-    id integer NOT NULL DEFAULT nextval('schema_version_seq'::regclass),
-    version varchar(10) NOT NULL,
-    script varchar(255) NOT NULL,
-    checksum varchar(128),
-    installed_by varchar(63) NOT NULL,
-    started_at timestamp without time zone DEFAULT now(),
-    ended_at timestamp without time zone,
-    state varchar(15) NOT NULL,
-    current boolean NOT NULL,
-    comment text DEFAULT '',
+    id INTEGER NOT NULL DEFAULT nextval('schema_version_seq'::REGCLASS),
+    version VARCHAR(10) NOT NULL,
+    script VARCHAR(255) NOT NULL,
+    checksum VARCHAR(128),
+    installed_by VARCHAR(63) NOT NULL,
+    started_at TIMESTAMP WITHOUT TIME ZONE DEFAULT now(),
+    ended_at TIMESTAMP WITHOUT TIME ZONE,
+    state VARCHAR(15) NOT NULL,
+    current BOOLEAN NOT NULL,
+    comment TEXT DEFAULT '',
     CONSTRAINT schema_version_pkey PRIMARY KEY (id),
     CONSTRAINT schema_version_script_key UNIQUE (script)
 );
