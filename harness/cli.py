@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(exc.to_json(), default=str, sort_keys=True))
         else:
-            print(f"movedisk: {type(exc).__name__}: {exc.message}", file=sys.stderr)
+            one_line = " ".join(exc.message.split())
+            print(f"movedisk: {type(exc).__name__}: {one_line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("movedisk: interrupted", file=sys.stderr)

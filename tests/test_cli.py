@@ -1,0 +1,85 @@
+"""The command line: deploy, --json, one-line errors, and the embedded cluster's life cycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOVEDISK_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_deploy_into_an_existing_server_by_dsn(new_db) -> None:
+    dsn = new_db(deployed=False)
+    res = run("deploy", "--dsn", dsn)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("fresh install")
+    res = run("deploy", "--json", "--dsn", dsn)
+    report = json.loads(res.stdout)
+    assert report["mode"] == "upgrade" and report["upgrades_applied"] == []
+    assert report["functions"] > 20
+
+
+def test_pg_environment_variables_are_honoured(new_db, pg_cluster) -> None:
+    dsn = new_db(deployed=False)
+    dbname = dsn.rsplit("dbname=", 1)[1]
+    env = {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(pg_cluster.port),
+        "PGUSER": "postgres",
+        "PGDATABASE": dbname,
+    }
+    assert run("deploy", env=env).returncode == 0
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() is not None
+
+
+def test_unreachable_database_is_one_line_and_non_zero() -> None:
+    res = run("deploy", "--dsn", "host=127.0.0.1 port=1 dbname=x connect_timeout=2")
+    assert res.returncode == 12
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("movedisk: ConnectionFailed: ")
+    res = run("--json", "deploy", "--dsn", "host=127.0.0.1 port=1 dbname=x connect_timeout=2")
+    assert json.loads(res.stdout)["code"] == "MD103"
+
+
+@pytest.mark.slow
+def test_embedded_cluster_life_cycle(tmp_path: Path) -> None:
+    env = {"MOVEDISK_HOME": str(tmp_path / "home")}
+    try:
+        res = run("demo", env=env)
+        assert res.returncode == 0, res.stderr
+        assert "fresh install" in res.stdout
+        psql_line = res.stdout.strip().splitlines()[-1].strip()
+        assert psql_line.startswith('psql "host=')
+        dsn = json.loads(run("db", "dsn", "--json", env=env).stdout)["dsn"]
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM schema_version").fetchone() is not None
+        status = json.loads(run("db", "status", "--json", env=env).stdout)
+        assert status["running"] is True
+        # Only the server's account (and root) can reach its socket: no TCP port.
+        assert "host=/" in dsn
+        res = run("demo", env=env)  # a second demo re-deploys into the same database
+        assert res.returncode == 0 and "schema up to date" in res.stdout
+        assert run("db", "stop", env=env).returncode == 0
+        assert run("db", "status", env=env).returncode == 1
+    finally:
+        run("db", "stop", env=env)
+        state = tmp_path / "home" / "cluster.json"
+        if state.exists():
+            shutil.rmtree(json.loads(state.read_text())["root"], ignore_errors=True)
