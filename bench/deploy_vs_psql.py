@@ -1,0 +1,92 @@
+"""Fresh deploy through the harness against running the same files with ``psql -1 -f``.
+
+Both run against empty databases of one throwaway cluster in the same run; the
+harness also takes the advisory lock, checks schema_version, snapshots the
+catalog and records the upgrade scripts. Prints one JSON object.
+Also measures what the test fixtures pay: cluster initdb+start and a database clone.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.deploy import deploy  # noqa: E402
+from harness.pgserver import ThrowawayCluster  # noqa: E402
+from harness.sqlfiles import SqlTree, split_statements  # noqa: E402
+
+ROUNDS = 7
+
+
+def create(cluster: ThrowawayCluster, name: str, template: str | None = None) -> float:
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        t0 = time.perf_counter()
+        if template:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    cluster = ThrowawayCluster()
+    start_s = time.perf_counter() - t0
+    tree = SqlTree.load()
+    files = [f.path for f in (*tree.tables, *tree.procedures)] + (
+        [tree.privileges.path] if tree.privileges else []
+    )
+    psql = str(cluster.binaries.program("psql"))
+    harness_s: list[float] = []
+    psql_s: list[float] = []
+    clone_s: list[float] = []
+    try:
+        for i in range(ROUNDS):
+            create(cluster, f"h{i}")
+            with psycopg.connect(cluster.dsn(f"h{i}"), row_factory=dict_row) as conn:
+                t = time.perf_counter()
+                deploy(conn, tree=tree)
+                harness_s.append(time.perf_counter() - t)
+            create(cluster, f"p{i}")
+            args = [psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", cluster.dsn(f"p{i}")]
+            for f in files:
+                args += ["-f", str(f)]
+            t = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True)
+            psql_s.append(time.perf_counter() - t)
+            clone_s.append(create(cluster, f"c{i}", "h0"))
+    finally:
+        cluster.stop()
+    h, p = statistics.median(harness_s), statistics.median(psql_s)
+    print(
+        json.dumps(
+            {
+                "bench": "deploy_vs_psql",
+                "rounds": ROUNDS,
+                "statements": sum(len(split_statements(f.read_text())) for f in files),
+                "harness_deploy_median_s": round(h, 4),
+                "psql_f_median_s": round(p, 4),
+                "ratio_harness_over_psql": round(h / p, 2),
+                "cluster_initdb_start_s": round(start_s, 3),
+                "clone_from_template_median_ms": round(statistics.median(clone_s) * 1000, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
