@@ -1,0 +1,250 @@
+-- Views of disks and volumes (oVirt's names and columns). Columns whose oVirt source
+-- table is outside this schema (snapshots, disk profiles, image transfers, step
+-- progress, LUNs) are kept with their oVirt name and type, always NULL, so that
+-- oVirt's row mappers find every column they read.
+
+-- vms_for_disk_view: the VMs and templates each disk is attached to.
+CREATE OR REPLACE VIEW vms_for_disk_view AS
+SELECT
+    ARRAY_AGG(vm_static.vm_name) AS array_vm_names,
+    vm_device.device_id,
+    vm_static.entity_type,
+    ARRAY_AGG(vm_static.template_version_name) AS array_template_version_name
+FROM vm_static
+INNER JOIN vm_device ON vm_static.vm_guid = vm_device.vm_id
+WHERE vm_device.device = 'disk'
+GROUP BY vm_device.device_id, vm_static.entity_type;
+
+-- images_storage_domain_view: one row per volume and storage domain holding it, with its
+-- disk, placement, data center, quota and statistics.
+CREATE OR REPLACE VIEW images_storage_domain_view AS
+SELECT
+    images.image_guid,
+    storage_domain_static.storage_name,
+    storage_pool_iso_map.storage_pool_id,
+    storage_domain_static.storage_type,
+    images.creation_date,
+    images.size,
+    images.it_guid,
+    NULL::VARCHAR(4000) AS description,
+    NULL::TIMESTAMP WITH TIME ZONE AS snapshot_creation_date,
+    images.parentid,
+    images.lastmodified,
+    NULL::TEXT AS app_list,
+    image_storage_domain_map.storage_domain_id AS storage_id,
+    images.vm_snapshot_id,
+    images.volume_type,
+    images.volume_format,
+    images.qcow_compat,
+    images.imagestatus,
+    images.image_group_id,
+    images.active,
+    images.volume_classification,
+    images.sequence_number,
+    vms_for_disk_view.entity_type,
+    ARRAY_TO_STRING(vms_for_disk_view.array_vm_names, ',') AS vm_names,
+    COALESCE(ARRAY_UPPER(vms_for_disk_view.array_vm_names, 1), 0) AS number_of_vms,
+    ARRAY_TO_STRING(vms_for_disk_view.array_template_version_name, ',') AS template_version_names,
+    base_disks.disk_id,
+    base_disks.disk_alias,
+    base_disks.disk_description,
+    base_disks.shareable,
+    base_disks.wipe_after_delete,
+    base_disks.propagate_errors,
+    base_disks.sgio,
+    base_disks.disk_content_type,
+    base_disks.backup,
+    base_disks.backup_mode,
+    image_storage_domain_map.quota_id,
+    quota.quota_name,
+    storage_pool.quota_enforcement_type,
+    image_storage_domain_map.disk_profile_id,
+    NULL::VARCHAR(50) AS disk_profile_name,
+    disk_image_dynamic.actual_size,
+    disk_image_dynamic.read_rate,
+    disk_image_dynamic.read_ops,
+    disk_image_dynamic.write_rate,
+    disk_image_dynamic.write_ops,
+    disk_image_dynamic.read_latency_seconds,
+    disk_image_dynamic.write_latency_seconds,
+    disk_image_dynamic.flush_latency_seconds,
+    base_disks.disk_storage_type,
+    base_disks.cinder_volume_type,
+    NULL::INTEGER AS image_transfer_phase,
+    NULL::INTEGER AS image_transfer_type,
+    NULL::BIGINT AS image_transfer_bytes_sent,
+    NULL::BIGINT AS image_transfer_bytes_total,
+    NULL::BIGINT AS progress
+FROM images
+LEFT JOIN disk_image_dynamic ON images.image_guid = disk_image_dynamic.image_id
+LEFT JOIN base_disks ON images.image_group_id = base_disks.disk_id
+LEFT JOIN vms_for_disk_view ON images.image_group_id = vms_for_disk_view.device_id
+LEFT JOIN image_storage_domain_map ON images.image_guid = image_storage_domain_map.image_id
+LEFT JOIN storage_domain_static
+    ON image_storage_domain_map.storage_domain_id = storage_domain_static.id
+LEFT JOIN quota ON image_storage_domain_map.quota_id = quota.id
+LEFT JOIN storage_pool_iso_map ON storage_domain_static.id = storage_pool_iso_map.storage_id
+LEFT JOIN storage_pool ON storage_pool_iso_map.storage_pool_id = storage_pool.id
+WHERE images.image_guid != '00000000-0000-0000-0000-000000000000';
+
+-- storage_for_image_view: every storage domain (and quota there) of each volume, as lists.
+CREATE OR REPLACE VIEW storage_for_image_view AS
+SELECT
+    images.image_guid AS image_id,
+    ARRAY_TO_STRING(ARRAY_AGG(storage_domain_static.id), ',') AS storage_id,
+    ARRAY_TO_STRING(ARRAY_AGG(storage_domain_static.storage_type), ',') AS storage_type,
+    ARRAY_TO_STRING(ARRAY_AGG(storage_domain_static.storage_name), ',') AS storage_name,
+    ARRAY_TO_STRING(ARRAY_AGG(COALESCE(quota.id::VARCHAR, '')), ',') AS quota_id,
+    ARRAY_TO_STRING(ARRAY_AGG(COALESCE(quota.quota_name, '')), ',') AS quota_name,
+    ARRAY_TO_STRING(
+        ARRAY_AGG(COALESCE(image_storage_domain_map.disk_profile_id::VARCHAR, '')), ','
+    ) AS disk_profile_id,
+    ARRAY_TO_STRING(ARRAY_AGG(''::VARCHAR), ',') AS disk_profile_name
+FROM images
+LEFT JOIN image_storage_domain_map ON images.image_guid = image_storage_domain_map.image_id
+LEFT JOIN storage_domain_static
+    ON image_storage_domain_map.storage_domain_id = storage_domain_static.id
+LEFT JOIN quota ON image_storage_domain_map.quota_id = quota.id
+GROUP BY images.image_guid;
+
+-- vm_images_view: the active (leaf) volumes, one row each, with all their storage domains listed.
+CREATE OR REPLACE VIEW vm_images_view AS
+SELECT DISTINCT ON (isdv.image_guid)
+    sfi.storage_id,
+    sfi.storage_name,
+    sfi.storage_type,
+    isdv.storage_pool_id,
+    isdv.image_guid,
+    isdv.creation_date,
+    disk_image_dynamic.actual_size,
+    disk_image_dynamic.read_rate,
+    disk_image_dynamic.read_ops,
+    disk_image_dynamic.read_latency_seconds,
+    disk_image_dynamic.write_latency_seconds,
+    disk_image_dynamic.flush_latency_seconds,
+    disk_image_dynamic.write_rate,
+    disk_image_dynamic.write_ops,
+    isdv.size,
+    isdv.it_guid,
+    isdv.description,
+    isdv.parentid,
+    isdv.imagestatus,
+    isdv.lastmodified,
+    isdv.app_list,
+    isdv.vm_snapshot_id,
+    isdv.volume_type,
+    isdv.image_group_id,
+    isdv.active,
+    isdv.volume_classification,
+    isdv.volume_format,
+    isdv.qcow_compat,
+    isdv.wipe_after_delete,
+    isdv.propagate_errors,
+    isdv.sgio,
+    isdv.disk_content_type,
+    isdv.backup,
+    isdv.backup_mode,
+    isdv.sequence_number,
+    isdv.entity_type,
+    isdv.number_of_vms,
+    isdv.vm_names,
+    isdv.template_version_names,
+    sfi.quota_id,
+    sfi.quota_name,
+    isdv.quota_enforcement_type,
+    sfi.disk_profile_id,
+    sfi.disk_profile_name,
+    isdv.disk_id,
+    isdv.disk_alias,
+    isdv.disk_description,
+    isdv.shareable,
+    isdv.image_transfer_phase,
+    isdv.image_transfer_type,
+    isdv.image_transfer_bytes_sent,
+    isdv.image_transfer_bytes_total,
+    isdv.progress,
+    isdv.disk_storage_type,
+    isdv.cinder_volume_type
+FROM images_storage_domain_view AS isdv
+INNER JOIN disk_image_dynamic ON isdv.image_guid = disk_image_dynamic.image_id
+INNER JOIN storage_for_image_view AS sfi ON isdv.image_guid = sfi.image_id
+WHERE isdv.active = TRUE
+ORDER BY isdv.image_guid;
+
+-- all_disks_including_snapshots: every volume of every image disk, one row each, with its disk.
+CREATE OR REPLACE VIEW all_disks_including_snapshots AS
+SELECT DISTINCT ON (isdv.image_guid)
+    sfi.storage_id,
+    sfi.storage_name,
+    sfi.storage_type,
+    isdv.storage_pool_id,
+    isdv.image_guid,
+    isdv.creation_date,
+    isdv.actual_size,
+    isdv.read_rate,
+    isdv.read_ops,
+    isdv.write_rate,
+    isdv.write_ops,
+    isdv.read_latency_seconds::NUMERIC AS read_latency_seconds,
+    isdv.write_latency_seconds::NUMERIC AS write_latency_seconds,
+    isdv.flush_latency_seconds::NUMERIC AS flush_latency_seconds,
+    isdv.size,
+    isdv.it_guid,
+    isdv.imagestatus,
+    isdv.lastmodified,
+    isdv.volume_type,
+    isdv.volume_format,
+    isdv.qcow_compat,
+    isdv.image_group_id,
+    isdv.description::VARCHAR AS description,
+    isdv.parentid,
+    isdv.app_list,
+    isdv.vm_snapshot_id,
+    isdv.active,
+    isdv.volume_classification,
+    isdv.sequence_number,
+    isdv.entity_type,
+    isdv.number_of_vms,
+    isdv.vm_names,
+    isdv.template_version_names,
+    sfi.quota_id,
+    sfi.quota_name,
+    isdv.quota_enforcement_type,
+    isdv.image_transfer_phase,
+    isdv.image_transfer_type,
+    isdv.image_transfer_bytes_sent,
+    isdv.image_transfer_bytes_total,
+    isdv.progress,
+    sfi.disk_profile_id,
+    sfi.disk_profile_name,
+    NULL::VARCHAR AS lun_id,
+    NULL::VARCHAR AS physical_volume_id,
+    NULL::VARCHAR AS volume_group_id,
+    NULL::VARCHAR AS serial,
+    NULL::INTEGER AS lun_mapping,
+    NULL::VARCHAR AS vendor_id,
+    NULL::VARCHAR AS product_id,
+    NULL::INTEGER AS device_size,
+    NULL::BIGINT AS discard_max_size,
+    base_disks.disk_id,
+    base_disks.wipe_after_delete,
+    base_disks.propagate_errors,
+    base_disks.disk_alias,
+    base_disks.disk_description,
+    base_disks.shareable,
+    base_disks.sgio,
+    base_disks.disk_storage_type,
+    base_disks.cinder_volume_type,
+    base_disks.disk_content_type,
+    base_disks.backup,
+    base_disks.backup_mode
+FROM images_storage_domain_view AS isdv
+INNER JOIN storage_for_image_view AS sfi ON isdv.image_guid = sfi.image_id
+INNER JOIN base_disks ON isdv.image_group_id = base_disks.disk_id
+ORDER BY isdv.image_guid;
+
+-- all_disks: every disk, by its active (leaf) volume.
+CREATE OR REPLACE VIEW all_disks AS
+SELECT *
+FROM all_disks_including_snapshots
+WHERE active IS NULL OR active = TRUE;
