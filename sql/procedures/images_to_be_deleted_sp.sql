@@ -1,0 +1,221 @@
+-- images_to_be_deleted: the rows of the temporary (To_Be_Deleted) images of disk moves,
+-- the storage-match procedure ([1] of the specification) and the removal plan.
+-- Errors: MD001 no image has that id, MD006 the image exists but is not temporary.
+
+-- InsertImageToBeDeleted: records that temporary image v_image_id stands for v_src_image_id.
+CREATE OR REPLACE FUNCTION InsertImageToBeDeleted(
+    v_image_id UUID,
+    v_src_image_id UUID,
+    v_src_image_group_id UUID,
+    v_src_storage UUID,
+    v_dest_storage UUID
+)
+RETURNS VOID
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    INSERT INTO images_to_be_deleted (
+        image_id, src_image_id, src_image_group_id, src_storage, dest_storage
+    )
+    VALUES (v_image_id, v_src_image_id, v_src_image_group_id, v_src_storage, v_dest_storage);
+END;
+$procedure$;
+
+-- DeleteImageToBeDeleted: forgets the row of temporary image v_image_id (the image stays).
+CREATE OR REPLACE FUNCTION DeleteImageToBeDeleted(v_image_id UUID)
+RETURNS VOID
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    DELETE FROM images_to_be_deleted AS t
+    WHERE t.image_id = v_image_id;
+END;
+$procedure$;
+
+-- GetImageToBeDeletedByImageId: the row of temporary image v_image_id (none if not temporary).
+CREATE OR REPLACE FUNCTION GetImageToBeDeletedByImageId(v_image_id UUID)
+RETURNS SETOF images_to_be_deleted
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT t.*
+    FROM images_to_be_deleted AS t
+    WHERE t.image_id = v_image_id;
+END;
+$procedure$;
+
+-- GetAllFromImagesToBeDeleted: every temporary image's row, oldest first.
+CREATE OR REPLACE FUNCTION GetAllFromImagesToBeDeleted()
+RETURNS SETOF images_to_be_deleted
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT t.*
+    FROM images_to_be_deleted AS t
+    ORDER BY t._create_date, t.image_id;
+END;
+$procedure$;
+
+-- GetImagesToBeDeletedBySrcImageGroupId: the temporary images standing for volumes of that disk.
+CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcImageGroupId(v_src_image_group_id UUID)
+RETURNS SETOF images_to_be_deleted
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT t.*
+    FROM images_to_be_deleted AS t
+    WHERE t.src_image_group_id = v_src_image_group_id;
+END;
+$procedure$;
+
+-- GetImagesToBeDeletedBySrcImageId: the temporary images standing for that source volume.
+CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcImageId(v_src_image_id UUID)
+RETURNS SETOF images_to_be_deleted
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT t.*
+    FROM images_to_be_deleted AS t
+    WHERE t.src_image_id = v_src_image_id;
+END;
+$procedure$;
+
+-- GetImagesToBeDeletedBySrcStorage: the temporary images whose leftover is on that domain.
+CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcStorage(v_src_storage UUID)
+RETURNS SETOF images_to_be_deleted
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT t.*
+    FROM images_to_be_deleted AS t
+    WHERE t.src_storage = v_src_storage;
+END;
+$procedure$;
+
+-- GetImagesToBeDeletedByImageGroupId: the rows of the volumes of temporary disk v_image_group_id.
+CREATE OR REPLACE FUNCTION GetImagesToBeDeletedByImageGroupId(v_image_group_id UUID)
+RETURNS SETOF images_to_be_deleted
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT t.*
+    FROM images AS i
+    INNER JOIN images_to_be_deleted AS t ON t.image_id = i.image_guid
+    WHERE i.image_group_id = v_image_group_id;
+END;
+$procedure$;
+
+-- GetSourceImageOnSourceStorage: the source image of temporary image v_image_id, when the
+-- database still maps it on that temporary image's source storage; no row otherwise
+-- (the storage-match procedure [1] of the specification).
+CREATE OR REPLACE FUNCTION GetSourceImageOnSourceStorage(v_image_id UUID)
+RETURNS TABLE (
+    src_image_id UUID,
+    src_image_group_id UUID,
+    src_storage UUID,
+    storage_pool_id UUID
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT src.image_guid, src.image_group_id, m.storage_domain_id, p.storage_pool_id
+    FROM images_to_be_deleted AS t
+    INNER JOIN images AS src
+        ON src.image_guid = t.src_image_id AND src.image_group_id = t.src_image_group_id
+    INNER JOIN image_storage_domain_map AS m
+        ON m.image_id = t.src_image_id AND m.storage_domain_id = t.src_storage
+    LEFT JOIN storage_pool_iso_map AS p ON p.storage_id = t.src_storage
+    WHERE t.image_id = v_image_id;
+END;
+$procedure$;
+
+-- IsSourceImageOnSourceStorage: does GetSourceImageOnSourceStorage(v_image_id) find a row?
+CREATE OR REPLACE FUNCTION IsSourceImageOnSourceStorage(v_image_id UUID)
+RETURNS BOOLEAN
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN EXISTS (
+        SELECT 1
+        FROM images_to_be_deleted AS t
+        INNER JOIN images AS src
+            ON src.image_guid = t.src_image_id AND src.image_group_id = t.src_image_group_id
+        INNER JOIN image_storage_domain_map AS m
+            ON m.image_id = t.src_image_id AND m.storage_domain_id = t.src_storage
+        WHERE t.image_id = v_image_id
+    );
+END;
+$procedure$;
+
+-- GetImageToBeDeletedRemovalPlan: what removing temporary image v_image_id must do.
+-- DB_ONLY: a volume of the source disk is still mapped on the source domain, so the data there
+-- is the live original (never delete it); only the rows go. STORAGE_AND_DB: the source disk left
+-- the source domain; the agent deletes image group src_image_group_id on src_storage
+-- (deleteImage(sdUUID, spUUID, imgUUID, postZero = wipe_after_delete)) and then the rows go.
+CREATE OR REPLACE FUNCTION GetImageToBeDeletedRemovalPlan(v_image_id UUID)
+RETURNS TABLE (
+    image_id UUID,
+    image_group_id UUID,
+    removal TEXT,
+    storage_pool_id UUID,
+    storage_domain_id UUID,
+    src_image_group_id UUID,
+    src_image_id UUID,
+    wipe_after_delete BOOLEAN,
+    imagestatus INTEGER
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = v_image_id) THEN
+        RAISE EXCEPTION 'no image has id %', v_image_id USING ERRCODE = 'MD001';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = v_image_id) THEN
+        RAISE EXCEPTION 'image % is not a temporary (To_Be_Deleted) image', v_image_id
+            USING ERRCODE = 'MD006';
+    END IF;
+    RETURN QUERY
+    SELECT
+        t.image_id,
+        tmp.image_group_id,
+        CASE
+            WHEN EXISTS (
+                SELECT 1
+                FROM images AS src
+                INNER JOIN image_storage_domain_map AS m
+                    ON m.image_id = src.image_guid AND m.storage_domain_id = t.src_storage
+                WHERE src.image_group_id = t.src_image_group_id
+            ) THEN 'DB_ONLY'
+            ELSE 'STORAGE_AND_DB'
+        END,
+        p.storage_pool_id,
+        t.src_storage,
+        t.src_image_group_id,
+        t.src_image_id,
+        coalesce(b.wipe_after_delete, FALSE),
+        tmp.imagestatus
+    FROM images_to_be_deleted AS t
+    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    LEFT JOIN base_disks AS b ON b.disk_id = tmp.image_group_id
+    LEFT JOIN storage_pool_iso_map AS p ON p.storage_id = t.src_storage
+    WHERE t.image_id = v_image_id;
+END;
+$procedure$;
