@@ -1,0 +1,7 @@
+"""``python -m harness.agent --root DIR``: run the storage agent simulator."""
+
+import sys
+
+from .server import main
+
+sys.exit(main())

@@ -1,0 +1,281 @@
+"""Moving bytes: sparse-aware kernel copies, checksums, zeroing.
+
+Checksum ("crc32-4m"): the file is cut into 4 MiB blocks of its logical content;
+each block's CRC-32 (zlib) is taken, and the checksum is the SHA-256 of the
+list of block CRCs. A block that is entirely a hole is known to be zeros, so
+its CRC comes from a cache without reading it: the checksum does not depend on
+how sparse a file is, and costs a read only of the blocks that hold data.
+CRC-32 runs at ~4 GB/s here, SHA-256 at ~1.3 GB/s, so a full SHA-256 would
+slow the copy down by more than the 20% the benchmark allows; CRC-32 per 4 MiB
+block detects every corruption a copy is likely to make (torn, shifted,
+zeroed or truncated ranges). It is a verification, not a signature.
+
+Copy: the source's data extents (SEEK_DATA / SEEK_HOLE) are copied with
+``os.copy_file_range`` in chunks (falling back to ``os.sendfile``); holes stay
+holes. A second thread computes the destination's checksum behind the copy,
+reading blocks as soon as they are written (from the page cache), so that
+the verification costs little more than the copy itself on two cores.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+import struct
+import threading
+import zlib
+from collections.abc import Callable
+from functools import lru_cache
+
+BLOCK = 4 << 20
+CHUNK = 16 << 20
+ALGORITHM = "crc32-4m"
+
+Extents = list[tuple[int, int]]
+
+
+def data_extents(fd: int, size: int) -> Extents:
+    """The [start, end) ranges of ``fd`` that hold data, in order."""
+    out: Extents = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after pos
+                break
+            raise
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        if end > start:
+            out.append((start, end))
+        pos = end
+    return out
+
+
+def data_bytes(extents: Extents) -> int:
+    return sum(e - s for s, e in extents)
+
+
+@lru_cache(maxsize=8)
+def _zero_crc(length: int) -> int:
+    return zlib.crc32(bytes(length))
+
+
+class BlockHasher:
+    """Computes the checksum of a file whose data extents are known, block by block.
+
+    ``advance(offset)`` says that every byte below ``offset`` is final; the hasher
+    thread reads and hashes the blocks below it. ``result()`` waits for the end.
+    """
+
+    def __init__(self, path: str, size: int, extents: Extents) -> None:
+        self.path = path
+        self.size = size
+        self.extents = extents
+        self.done_upto = 0
+        self.failed = False
+        self.cond = threading.Condition()
+        self.crcs: list[int] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="hasher", daemon=True)
+
+    def start(self) -> BlockHasher:
+        self.thread.start()
+        return self
+
+    def advance(self, offset: int) -> None:
+        with self.cond:
+            self.done_upto = offset
+            self.cond.notify()
+
+    def abort(self) -> None:
+        with self.cond:
+            self.failed = True
+            self.cond.notify()
+        self.thread.join()
+
+    def _blocks_with_data(self) -> list[bool]:
+        n = (self.size + BLOCK - 1) // BLOCK
+        has = [False] * n
+        for s, e in self.extents:
+            for b in range(s // BLOCK, (e - 1) // BLOCK + 1):
+                has[b] = True
+        return has
+
+    def _run(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            self.error = exc
+            return
+        try:
+            buf = bytearray(BLOCK)
+            view = memoryview(buf)
+            for b, has in enumerate(self._blocks_with_data()):
+                start = b * BLOCK
+                length = min(BLOCK, self.size - start)
+                if not has:
+                    self.crcs.append(_zero_crc(length))
+                    continue
+                with self.cond:
+                    while self.done_upto < start + length and not self.failed:
+                        self.cond.wait()
+                    if self.failed:
+                        return
+                got = 0
+                while got < length:
+                    n = os.preadv(fd, [view[got:length]], start + got)
+                    if n == 0:
+                        break
+                    got += n
+                if got < length:
+                    view[got:length] = bytes(length - got)
+                self.crcs.append(zlib.crc32(view[:length]))
+        except BaseException as exc:  # noqa: BLE001 - reported by result()
+            self.error = exc
+        finally:
+            os.close(fd)
+
+    def result(self) -> str:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return format_checksum(self.crcs)
+
+
+def format_checksum(crcs: list[int]) -> str:
+    digest = hashlib.sha256(struct.pack(f">{len(crcs)}I", *crcs)).hexdigest()
+    return f"{ALGORITHM}:{digest}"
+
+
+def checksum(path: str) -> str:
+    """The checksum of the file at ``path`` (reads only the blocks holding data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        extents = data_extents(fd, size)
+    finally:
+        os.close(fd)
+    hasher = BlockHasher(path, size, extents).start()
+    hasher.advance(size)
+    return hasher.result()
+
+
+# A chunk hook gets (bytes about to be copied) and returns how many bytes may be
+# copied in the next chunk (at most that many; it may sleep, raise or exit).
+ChunkHook = Callable[[int], int]
+
+
+def _copy_range(src: int, dst: int, pos: int, n: int) -> int:
+    try:
+        return os.copy_file_range(src, dst, n, pos, pos)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    os.lseek(dst, pos, os.SEEK_SET)
+    return os.sendfile(dst, src, pos, n)
+
+
+def copy_sparse(
+    src_path: str,
+    dst_path: str,
+    on_chunk: ChunkHook | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    chunk: int = CHUNK,
+) -> str:
+    """Copy ``src_path`` to a new ``dst_path`` keeping holes; return the copy's checksum.
+
+    ``on_chunk(n)`` is called before each chunk and may shrink it, delay it, or
+    raise to stop the copy; ``on_progress(n)`` after each chunk with its size.
+    """
+    src = os.open(src_path, os.O_RDONLY)
+    try:
+        size = os.fstat(src).st_size
+        extents = data_extents(src, size)
+        dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        hasher = BlockHasher(dst_path, size, extents)
+        try:
+            os.ftruncate(dst, size)
+            hasher.start()
+            for start, end in extents:
+                hasher.advance(start)
+                pos = start
+                while pos < end:
+                    n = min(chunk, end - pos)
+                    if on_chunk is not None:
+                        n = max(1, min(n, on_chunk(n)))
+                    k = _copy_range(src, dst, pos, n)
+                    if k <= 0:
+                        raise OSError(errno.EIO, f"source ended early at {pos}: {src_path}")
+                    pos += k
+                    hasher.advance(pos)
+                    if on_progress is not None:
+                        on_progress(k)
+            hasher.advance(size)
+        except BaseException:
+            hasher.abort()
+            raise
+        finally:
+            os.close(dst)
+        return hasher.result()
+    finally:
+        os.close(src)
+
+
+def zero_data(path: str, chunk: int = 4 << 20) -> int:
+    """Overwrite every data extent of ``path`` with zeros (VDSM's postZero); bytes written."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        size = os.fstat(fd).st_size
+        rfd = os.open(path, os.O_RDONLY)
+        try:
+            extents = data_extents(rfd, size)
+        finally:
+            os.close(rfd)
+        zeros = bytes(chunk)
+        written = 0
+        for s, e in extents:
+            pos = s
+            while pos < e:
+                n = os.pwrite(fd, zeros[: min(chunk, e - pos)], pos)
+                pos += n
+                written += n
+        os.fsync(fd)
+        return written
+    finally:
+        os.close(fd)
+
+
+def write_content(
+    path: str,
+    size: int,
+    extents: Extents | None = None,
+    seed: int = 0,
+    content: bytes | None = None,
+) -> None:
+    """Create a volume file of ``size`` bytes: ``content`` at offset 0, or pseudo-random
+    data (from ``seed``) in ``extents``, holes elsewhere. Every written piece starts with
+    its seed and MiB number stamped on a random 1 MiB pattern, so that a misplaced
+    block shows."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        if content is not None:
+            os.pwrite(fd, content, 0)
+        rng = random.Random(seed)
+        pattern = rng.randbytes(1 << 20)
+        for s, e in extents or []:
+            pos = s
+            while pos < e:
+                block = pos >> 20
+                off = pos & ((1 << 20) - 1)
+                n = min((1 << 20) - off, e - pos)
+                stamp = struct.pack(">QQ", seed, block)
+                data = bytearray(pattern[off : off + n])
+                data[: min(16, n)] = stamp[: min(16, n)]
+                os.pwrite(fd, data, pos)
+                pos += n
+    finally:
+        os.close(fd)
