@@ -1,0 +1,212 @@
+-- Volume lookups through images_storage_domain_view (oVirt disk_images_sp.sql names).
+
+-- GetImageByImageGuid: the volume with that guid, with its disk and storage domain.
+CREATE OR REPLACE FUNCTION GetImageByImageGuid(
+    v_image_guid UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view WHERE image_guid = v_image_guid;
+END;
+$procedure$;
+
+-- GetVmImageByImageGuid: an active volume, one row with all its storage domains listed.
+CREATE OR REPLACE FUNCTION GetVmImageByImageGuid(
+    v_image_guid UUID
+)
+RETURNS SETOF vm_images_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM vm_images_view
+    WHERE image_guid = v_image_guid;
+END;
+$procedure$;
+
+-- GetSnapshotByGuid: the volume with that guid, one row per domain holding it.
+CREATE OR REPLACE FUNCTION GetSnapshotByGuid(
+    v_image_guid UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE image_guid = v_image_guid;
+END;
+$procedure$;
+
+-- GetAncestralImageByImageGuid: the base volume of the chain that ends at that volume.
+CREATE OR REPLACE FUNCTION GetAncestralImageByImageGuid(
+    v_image_guid UUID,
+    v_user_id UUID,
+    v_is_filtered BOOLEAN
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    WITH RECURSIVE chain (image_guid, parentid) AS (
+        SELECT images.image_guid, images.parentid
+        FROM images
+        WHERE images.image_guid = v_image_guid
+        UNION ALL
+        SELECT images.image_guid, images.parentid
+        FROM images
+        INNER JOIN chain ON images.image_guid = chain.parentid
+    )
+    SELECT isdv.*
+    FROM chain
+    INNER JOIN images_storage_domain_view AS isdv ON chain.image_guid = isdv.image_guid
+    WHERE chain.parentid = '00000000-0000-0000-0000-000000000000'
+        AND v_is_filtered IS NOT TRUE;
+END;
+$procedure$;
+
+-- GetSnapshotsByStorageDomainId: every volume on a storage domain.
+CREATE OR REPLACE FUNCTION GetSnapshotsByStorageDomainId(
+    v_storage_domain_id UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE storage_id = v_storage_domain_id;
+END;
+$procedure$;
+
+-- GetSnapshotByParentGuid: the volumes whose parent is that volume.
+CREATE OR REPLACE FUNCTION GetSnapshotByParentGuid(
+    v_parent_guid UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE parentid = v_parent_guid;
+END;
+$procedure$;
+
+-- GetSnapshotByLeafGuid: the chain from that volume up to its base volume, within its disk.
+CREATE OR REPLACE FUNCTION GetSnapshotByLeafGuid(
+    v_image_guid UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    WITH RECURSIVE image_list AS (
+        SELECT isdv.*
+        FROM images_storage_domain_view AS isdv
+        WHERE isdv.image_guid = v_image_guid
+        UNION ALL
+        SELECT isdv.*
+        FROM images_storage_domain_view AS isdv
+        INNER JOIN image_list
+            ON isdv.image_guid = image_list.parentid
+                AND isdv.image_group_id = image_list.image_group_id
+    )
+    SELECT * FROM image_list;
+END;
+$procedure$;
+
+-- GetSnapshotsByVmSnapshotId: the volumes of a VM snapshot.
+CREATE OR REPLACE FUNCTION GetSnapshotsByVmSnapshotId(
+    v_vm_snapshot_id UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE vm_snapshot_id = v_vm_snapshot_id;
+END;
+$procedure$;
+
+-- GetSnapshotsByImageGroupId: every volume of a disk.
+CREATE OR REPLACE FUNCTION GetSnapshotsByImageGroupId(
+    v_image_group_id UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE image_group_id = v_image_group_id;
+END;
+$procedure$;
+
+-- GetDiskSnapshotForVmSnapshot: the volume of a disk in a VM snapshot.
+CREATE OR REPLACE FUNCTION GetDiskSnapshotForVmSnapshot(
+    v_image_group_id UUID,
+    v_vm_snapshot_id UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE image_group_id = v_image_group_id
+        AND vm_snapshot_id = v_vm_snapshot_id;
+END;
+$procedure$;
+
+-- GetAllForStorageDomain: the active volume of every disk on a storage domain.
+CREATE OR REPLACE FUNCTION GetAllForStorageDomain(
+    v_storage_domain_id UUID
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE active
+        AND storage_id = v_storage_domain_id;
+END;
+$procedure$;
+
+-- GetDiskImageByDiskAndImageIds: a volume of a disk (the active one when no image id is given).
+CREATE OR REPLACE FUNCTION GetDiskImageByDiskAndImageIds(
+    v_disk_id UUID,
+    v_image_id UUID,
+    v_user_id UUID,
+    v_is_filtered BOOLEAN
+)
+RETURNS SETOF images_storage_domain_view
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE image_group_id = v_disk_id
+        AND ((v_image_id IS NULL AND active) OR image_guid = v_image_id)
+        AND v_is_filtered IS NOT TRUE;
+END;
+$procedure$;
