@@ -3,7 +3,7 @@
 -- rewritten or scanned. Its foreign keys take SHARE ROW EXCLUSIVE on images and
 -- storage_domain_static for the moment of the CREATE only; lock_timeout bounds the wait
 -- (deploy is one transaction: SET LOCAL ends with it).
-SET LOCAL lock_timeout = '5s';
+SET LOCAL lock_timeout = '3s';
 SET LOCAL statement_timeout = '60s';
 
 -- The lookups by source image, source disk and domain (and the foreign keys' checks when a
