@@ -1,0 +1,283 @@
+"""Every verb of the agent against real files in a real simulator process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from agenttools import AgentProcess, Pool, allocated, new_id, snapshot, volume_path
+
+from harness.agent import COPY, MOVE, SimControl, StorageClient
+from harness.agent import errors as E
+from harness.errors import DeletionBlocked, InsufficientSpace, MalformedId, WrongStorageDomain
+
+MiB = 1 << 20
+
+
+def make_chain(sim: SimControl, sd: str, sizes: int = 4 * MiB) -> tuple[str, list[str]]:
+    """A 3-volume chain: a sparse base with two data runs, a middle with one, a small leaf."""
+    img, vols = new_id(), [new_id() for _ in range(3)]
+    sim.create_image(sd, img, [
+        {"volUUID": vols[0], "size": sizes, "extents": [(0, MiB), (3 * MiB, MiB // 2)], "seed": 1},
+        {"volUUID": vols[1], "size": sizes, "extents": [(MiB, 64 * 1024)], "seed": 2},
+        {"volUUID": vols[2], "size": sizes, "content": b"leaf data"},
+    ])
+    return img, vols
+
+
+def test_created_chain_is_listed_base_first_with_sizes_parents_checksums(
+    client: StorageClient, sim: SimControl, pool: Pool
+) -> None:
+    img, vols = make_chain(sim, pool.src)
+    assert client.get_volumes(pool.sp, pool.src, img) == vols
+    infos = client.volumes_info(pool.sp, pool.src, img)
+    assert [i["parent"] for i in infos] == ["00000000-0000-0000-0000-000000000000", vols[0], vols[1]]
+    assert [i["format"] for i in infos] == ["RAW", "COW", "COW"]
+    assert [i["voltype"] for i in infos] == ["INTERNAL", "INTERNAL", "LEAF"]
+    assert all(i["capacity"] == 4 * MiB and i["apparentsize"] == 4 * MiB for i in infos)
+    assert infos[0]["truesize"] == MiB + MiB // 2  # sparse: only the data runs are allocated
+    assert len({i["checksum"] for i in infos}) == 3
+    assert client.get_images(pool.sp, pool.src) == [img]
+    assert client.get_images(pool.sp, pool.dst) == []
+    dom = client.get_domain_info(pool.sp, pool.src)
+    assert dom["capacity"] == 1 << 30 and dom["used"] == sum(i["truesize"] for i in infos)
+
+
+def test_copy_of_a_3_volume_chain_lands_byte_identical_and_sparse(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    img, vols = make_chain(sim, pool.src)
+    before = snapshot(agent_root / "domains" / pool.src)
+    task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY, tag="cmd-1")
+    st = client.wait_task(task)
+    assert (st["taskState"], st["taskResult"], st["code"]) == ("finished", "success", 0)
+    assert st["progress"]["bytes_done"] == st["progress"]["bytes_total"] > MiB
+    for vol in vols:
+        src, dst = (volume_path(agent_root, sd, img, vol) for sd in (pool.src, pool.dst))
+        assert dst.read_bytes() == src.read_bytes()
+        assert allocated(dst) == allocated(src)
+    assert allocated(volume_path(agent_root, pool.dst, img, vols[0])) < 2 * MiB
+    assert client.volumes_info(pool.sp, pool.dst, img) == [
+        {**i, "domain": pool.dst} for i in client.volumes_info(pool.sp, pool.src, img)
+    ]
+    # op=Copy leaves the source exactly as it was
+    assert snapshot(agent_root / "domains" / pool.src) == before
+
+
+def test_move_deletes_the_source_and_says_so(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    img, vols = make_chain(sim, pool.src)
+    data = volume_path(agent_root, pool.src, img, vols[0]).read_bytes()
+    st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, MOVE))
+    assert st["taskResult"] == "success" and st["result"]["source_deleted"] is True
+    assert client.get_images(pool.sp, pool.src) == []
+    assert not (agent_root / "domains" / pool.src / "images" / img).exists()
+    assert volume_path(agent_root, pool.dst, img, vols[0]).read_bytes() == data
+
+
+def test_tasks_are_found_by_tag_listed_and_cleared(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    img, _ = make_chain(sim, pool.src)
+    task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY, tag="command-42")
+    client.wait_task(task)
+    assert [s["taskID"] for s in client.tasks_by_tag("command-42")] == [task]
+    assert client.tasks_by_tag("other") == []
+    assert task in client.get_all_tasks_statuses()
+    assert (agent_root / "tasks" / f"{task}.json").exists()
+    assert client.clear_task(task)
+    assert task not in client.get_all_tasks_statuses()
+    assert not (agent_root / "tasks" / f"{task}.json").exists()
+    with pytest.raises(E.UnknownTask) as exc:
+        client.get_task_status(task)
+    assert exc.value.vdsm_code == 401
+
+
+def test_running_task_cannot_be_cleared_and_stop_aborts_it(
+    client: StorageClient, sim: SimControl, pool: Pool
+) -> None:
+    img, _ = make_chain(sim, pool.src)
+    sim.add_fault("copy_delay", imgUUID=img, sleep_per_chunk=0.05, chunk=64 * 1024)
+    task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY)
+    with pytest.raises(E.TaskNotFinished) as exc:
+        client.clear_task(task)
+    assert exc.value.vdsm_code == 403
+    assert client.stop_task(task)
+    st = client.wait_task(task)
+    assert (st["taskResult"], st["code"]) == ("cleanFailure", 411)
+    assert st["progress"]["bytes_done"] < st["progress"]["bytes_total"]
+    with pytest.raises(E.TaskStateError):
+        client.stop_task(task)
+    assert client.clear_task(task)
+
+
+def test_delete_with_post_zero_wipes_the_data_before_removing(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path, tmp_path: Path
+) -> None:
+    img, vols = make_chain(sim, pool.src)
+    witness = tmp_path / "witness"  # a second name for the base volume's inode
+    os.link(volume_path(agent_root, pool.src, img, vols[0]), witness)
+    assert witness.read_bytes().count(0) < 4 * MiB
+    st = client.wait_task(client.delete_image(pool.sp, pool.src, img, postZero=True))
+    assert st["taskResult"] == "success" and st["result"]["bytes_zeroed"] >= MiB
+    assert client.get_images(pool.sp, pool.src) == []
+    assert witness.read_bytes() == bytes(4 * MiB)
+    with pytest.raises(E.ImageDoesNotExistInSD) as exc:
+        client.get_volumes(pool.sp, pool.src, img)
+    assert exc.value.vdsm_code == 268
+
+
+def test_template_deletion_is_refused_while_dependents_exist(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    tmpl_img, tmpl_vol = new_id(), new_id()
+    sim.create_image(pool.src, tmpl_img, [{"volUUID": tmpl_vol, "size": 2 * MiB,
+                                           "extents": [(0, MiB)], "seed": 7}])
+    disks = []
+    for seed in (1, 2):
+        img, vol = new_id(), new_id()
+        chain = sim.create_disk_from_template(pool.src, img, vol, tmpl_vol,
+                                              extents=[(0, 4096)], seed=seed)
+        assert [v["volUUID"] for v in chain] == [tmpl_vol, vol]
+        assert chain[0]["shared"] and chain[1]["parent"] == tmpl_vol
+        disks.append(img)
+    # linked, not copied: the dependent directory holds the template's inode
+    assert os.path.samefile(volume_path(agent_root, pool.src, tmpl_img, tmpl_vol),
+                            volume_path(agent_root, pool.src, disks[0], tmpl_vol))
+    before = snapshot(agent_root)
+    with pytest.raises(E.CannotDeleteSharedVolume) as exc:
+        client.delete_image(pool.sp, pool.src, tmpl_img)
+    assert exc.value.vdsm_code == 223 and isinstance(exc.value, DeletionBlocked)
+    assert {d["imgUUID"] for d in exc.value.details["dependents"]} == set(disks)
+    assert snapshot(agent_root) == before
+    # deleting one dependent leaves the template intact; the other still blocks
+    client.wait_task(client.delete_image(pool.sp, pool.src, disks[0]))
+    assert volume_path(agent_root, pool.src, tmpl_img, tmpl_vol).stat().st_nlink == 2
+    with pytest.raises(E.CannotDeleteSharedVolume):
+        client.delete_image(pool.sp, pool.src, tmpl_img)
+    client.wait_task(client.delete_image(pool.sp, pool.src, disks[1]))
+    st = client.wait_task(client.delete_image(pool.sp, pool.src, tmpl_img))
+    assert st["taskResult"] == "success"
+    assert client.get_images(pool.sp, pool.src) == []
+
+
+def test_move_of_a_template_reports_the_refused_source_deletion(
+    client: StorageClient, sim: SimControl, pool: Pool
+) -> None:
+    tmpl_img, tmpl_vol = new_id(), new_id()
+    sim.create_image(pool.src, tmpl_img, [{"volUUID": tmpl_vol, "size": MiB, "extents": [(0, MiB)]}])
+    sim.create_disk_from_template(pool.src, new_id(), new_id(), tmpl_vol)
+    with pytest.raises(E.CannotDeleteSharedVolume):  # op=Move is refused up front ...
+        client.move_image(pool.sp, pool.src, pool.dst, tmpl_img, MOVE)
+    # ... op=Copy works; the dependent disk can then follow it to the destination
+    st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, tmpl_img, COPY))
+    assert st["taskResult"] == "success"
+    assert client.get_volumes(pool.sp, pool.dst, tmpl_img) == [tmpl_vol]
+
+
+def test_dependent_disk_moves_only_where_its_template_is(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    tmpl_img, tmpl_vol, img, vol = new_id(), new_id(), new_id(), new_id()
+    sim.create_image(pool.src, tmpl_img, [{"volUUID": tmpl_vol, "size": MiB, "extents": [(0, MiB)]}])
+    sim.create_disk_from_template(pool.src, img, vol, tmpl_vol, extents=[(0, 8192)])
+    with pytest.raises(E.CouldNotValideTemplateOnTargetDomain) as exc:
+        client.move_image(pool.sp, pool.src, pool.dst, img, MOVE)
+    assert exc.value.vdsm_code == 263
+    client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, tmpl_img, COPY))
+    st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, MOVE))
+    assert st["taskResult"] == "success" and st["result"]["source_deleted"] is True
+    assert st["result"]["copied"] == [vol]
+    assert os.path.samefile(volume_path(agent_root, pool.dst, tmpl_img, tmpl_vol),
+                            volume_path(agent_root, pool.dst, img, tmpl_vol))
+    # the template on the source lost its dependent: it may go now
+    client.wait_task(client.delete_image(pool.sp, pool.src, tmpl_img))
+    assert client.get_images(pool.sp, pool.src) == []
+
+
+def test_full_destination_refuses_the_copy(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    img, _ = make_chain(sim, pool.src)
+    sim.fill_domain(pool.dst)
+    before = snapshot(agent_root)
+    with pytest.raises(E.NoSpaceLeftOnDomain) as exc:
+        client.move_image(pool.sp, pool.src, pool.dst, img, COPY)
+    assert exc.value.vdsm_code == 397 and isinstance(exc.value, InsufficientSpace)
+    assert snapshot(agent_root) == before
+    sim.set_capacity(pool.dst, 1 << 30)
+    assert client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY))[
+        "taskResult"] == "success"
+
+
+def test_existing_destination_needs_force(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    img, vols = make_chain(sim, pool.src)
+    client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY))
+    with pytest.raises(E.DestImageActionError) as exc:
+        client.move_image(pool.sp, pool.src, pool.dst, img, COPY)
+    assert exc.value.vdsm_code == 260
+    dst = volume_path(agent_root, pool.dst, img, vols[2])
+    dst.write_bytes(b"garbage")
+    st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY, force=True))
+    assert st["taskResult"] == "success"
+    assert dst.read_bytes() == volume_path(agent_root, pool.src, img, vols[2]).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "case, error, code",
+    [
+        ("unknown domain", E.StorageDomainDoesNotExist, 358),
+        ("other pool", E.StorageDomainNotInPool, 353),
+        ("malformed id", E.InvalidUUID, 1000),
+        ("image absent", E.ImageDoesNotExistInSD, 268),
+        ("same domain", E.InvalidParameter, 1000),
+        ("bad op", E.InvalidParameter, 1000),
+        ("missing parameter", E.InvalidParameter, 1000),
+    ],
+)
+def test_bad_request_gets_a_typed_error_and_changes_no_file(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path, agent: AgentProcess,
+    case: str, error: type[E.AgentError], code: int,
+) -> None:
+    img, _ = make_chain(sim, pool.src)
+    before = snapshot(agent_root)
+    calls = {
+        "unknown domain": lambda: client.move_image(pool.sp, pool.src, new_id(), img, COPY),
+        "other pool": lambda: client.move_image(new_id(), pool.src, pool.dst, img, COPY),
+        "malformed id": lambda: client.move_image(pool.sp, pool.src, pool.dst, "not-a-uuid", COPY),
+        "image absent": lambda: client.move_image(pool.sp, pool.src, pool.dst, new_id(), COPY),
+        "same domain": lambda: client.move_image(pool.sp, pool.src, pool.src, img, COPY),
+        "bad op": lambda: client.move_image(pool.sp, pool.src, pool.dst, img, 3),
+        "missing parameter": lambda: client.call("Image.move", spUUID=pool.sp, imgUUID=img),
+    }
+    with pytest.raises(error) as exc:
+        calls[case]()
+    assert exc.value.vdsm_code == code
+    assert snapshot(agent_root) == before
+    assert client.get_all_tasks_statuses() == {}
+    if case in ("unknown domain", "other pool"):
+        assert isinstance(exc.value, WrongStorageDomain)
+    if case == "malformed id":
+        assert isinstance(exc.value, MalformedId) and exc.value.details["parameter"] == "imgUUID"
+
+
+def test_bad_delete_requests_change_no_file(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+) -> None:
+    make_chain(sim, pool.src)
+    before = snapshot(agent_root)
+    with pytest.raises(E.ImageDoesNotExistInSD):
+        client.delete_image(pool.sp, pool.src, new_id())
+    with pytest.raises(E.StorageDomainDoesNotExist):
+        client.delete_image(pool.sp, new_id(), new_id())
+    with pytest.raises(E.InvalidUUID):
+        client.delete_image(pool.sp, pool.src, "../../etc")
+    with pytest.raises(E.UnknownTask):
+        client.get_task_status(new_id())
+    with pytest.raises(E.ProtocolError):
+        client.call("Image.explode")
+    assert snapshot(agent_root) == before
