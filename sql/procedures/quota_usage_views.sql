@@ -62,9 +62,9 @@ SELECT
     coalesce(sum(u.actual_bytes), 0)::BIGINT AS actual_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'DISK'), 0)::BIGINT AS disk_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'LEFTOVER'), 0)::BIGINT
-    AS leftover_bytes,
+        AS leftover_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'COPY_IN_FLIGHT'), 0)::BIGINT
-    AS in_flight_bytes,
+        AS in_flight_bytes,
     count(u.image_id) AS volumes
 FROM storage_domain_static AS s
 LEFT JOIN storage_usage_items_view AS u ON s.id = u.storage_domain_id
@@ -86,9 +86,9 @@ SELECT
     sum(u.used_bytes)::BIGINT AS used_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'DISK'), 0)::BIGINT AS disk_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'LEFTOVER'), 0)::BIGINT
-    AS leftover_bytes,
+        AS leftover_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'COPY_IN_FLIGHT'), 0)::BIGINT
-    AS in_flight_bytes
+        AS in_flight_bytes
 FROM storage_usage_items_view AS u
 INNER JOIN quota AS q ON u.quota_id = q.id
 GROUP BY u.quota_id, q.quota_name, q.storage_pool_id, u.storage_domain_id;
@@ -101,9 +101,9 @@ SELECT
     q.storage_pool_id,
     coalesce(sum(u.used_bytes), 0)::BIGINT AS used_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'LEFTOVER'), 0)::BIGINT
-    AS leftover_bytes,
+        AS leftover_bytes,
     coalesce(sum(u.used_bytes) FILTER (WHERE u.usage_kind = 'COPY_IN_FLIGHT'), 0)::BIGINT
-    AS in_flight_bytes
+        AS in_flight_bytes
 FROM quota AS q
 LEFT JOIN storage_usage_items_view AS u ON q.id = u.quota_id
 GROUP BY q.id, q.quota_name, q.storage_pool_id;
