@@ -28,4 +28,4 @@ COMMENT ON COLUMN async_tasks.status IS
 'oVirt AsyncTaskStatusEnum: unknown=0, init=1, running=2, finished=3, aborting=4, cleaning=5.';
 COMMENT ON COLUMN async_tasks.result IS
 'oVirt AsyncTaskResultEnum: success=0, failure=1, cleanSuccess=2, cleanFailure=3.';
-COMMENT ON COLUMN async_tasks.task_type IS 'oVirt AsyncTaskType , by ordinal: unknown=0, copyImage=1, moveImage=2, createVolume=3, deleteVolume=4, deleteImage=5, ....';
+COMMENT ON COLUMN async_tasks.task_type IS 'oVirt AsyncTaskType, by ordinal: unknown=0, copyImage=1, moveImage=2, createVolume=3, deleteVolume=4, deleteImage=5, ...';
