@@ -4,7 +4,8 @@
     vm = make_vm(db, pool)                     # a VM
     disk = make_disk(db, pool, pool.domains[0], vm=vm, volumes=3)   # a 3-volume chain
 
-Every helper returns a dataclass with the ids it created.
+Every helper returns a dataclass with the ids it created. The module also exports oVirt's
+status codes (IMAGE_OK/LOCKED/ILLEGAL, DOMAIN_ACTIVE/MAINTENANCE, SPARSE/PREALLOCATED, COW/RAW).
 """
 
 from __future__ import annotations
