@@ -11,12 +11,16 @@
 -- v_dest_storage: validates, locks the disk's volumes, creates the LOCKED temporary disk
 -- (alias suffix _To_Be_Deleted) on the source domain mirroring the chain, and one
 -- images_to_be_deleted row per volume. Returns one row per volume: the temporary disk id and
--- the original -> temporary image mapping.
+-- the original -> temporary image mapping. With v_command_id, the compensation of the command
+-- that runs the move is recorded in business_entity_snapshot (original volumes: their status,
+-- CHANGED_STATUS_ONLY; temporary disk and volumes: NEW_ENTITY_ID), which ties the LOCKED volumes
+-- to that command.
 CREATE OR REPLACE FUNCTION CreateTemporaryDiskForMove(
     v_image_group_id UUID,
     v_src_storage UUID,
     v_dest_storage UUID,
-    v_new_image_group_id UUID DEFAULT NULL
+    v_new_image_group_id UUID DEFAULT NULL,
+    v_command_id UUID DEFAULT NULL
 )
 RETURNS TABLE (temporary_disk_id UUID, original_image_id UUID, temporary_image_id UUID)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -192,6 +196,27 @@ BEGIN
     )
     SELECT mp.new_id, mp.old_id, v_image_group_id, v_src_storage, v_dest_storage
     FROM unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id);
+
+    IF v_command_id IS NOT NULL THEN
+        INSERT INTO business_entity_snapshot (
+            id, command_id, command_type, entity_id, entity_type, entity_snapshot,
+            snapshot_class, snapshot_type, insertion_order
+        )
+        SELECT
+            gen_random_uuid(), v_command_id, 'MoveOrCopyDisk', e.entity_id, e.entity_type,
+            e.entity_snapshot, e.snapshot_class, e.snapshot_type, e.ord::INTEGER
+        FROM (
+            SELECT mp.old_id::TEXT AS entity_id, 'Image' AS entity_type, '1' AS entity_snapshot,
+                'org.ovirt.engine.core.common.businessentities.ImageStatus' AS snapshot_class,
+                2 AS snapshot_type, mp.ord
+            FROM unnest(v_old_ids) WITH ORDINALITY AS mp (old_id, ord)
+            UNION ALL
+            SELECT v_new_disk_id::TEXT, 'BaseDisk', NULL, NULL, 1, 0
+            UNION ALL
+            SELECT mp.new_id::TEXT, 'Image', NULL, NULL, 1, 1000 + mp.ord
+            FROM unnest(v_new_ids) WITH ORDINALITY AS mp (new_id, ord)
+        ) AS e;
+    END IF;
 
     RETURN QUERY
     SELECT v_new_disk_id, mp.old_id, mp.new_id

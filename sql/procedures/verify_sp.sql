@@ -1,0 +1,380 @@
+-- Verification for DBAs: read-only, STABLE checks that return one row per finding
+-- (check_name, severity, entity_type, entity_id, related_ids, message); a consistent database
+-- returns no row. Run them from psql as movedisk_dba, on the primary or on a replica:
+--     SELECT * FROM VerifyAll();
+--     SELECT * FROM VerifyAll(v_leftover_age => INTERVAL '6 hours');
+--     SELECT * FROM VerifyLockedImagesWithoutCommand();
+-- A command is unfinished until its status is ENDED_SUCCESSFULLY or ENDED_WITH_FAILURE.
+-- A LOCKED volume belongs to a command when business_entity_snapshot records it (its guid or
+-- its disk's id as entity_id) for an unfinished command (CreateTemporaryDiskForMove does so).
+
+-- The grants below name movedisk_dba, which sql/privileges.sql creates only after the
+-- procedures on a first deploy: create it here the same way (NOLOGIN, idempotent).
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'movedisk_dba') THEN
+        CREATE ROLE movedisk_dba NOLOGIN;
+    END IF;
+END
+$roles$;
+
+-- VerifyTemporaryImagesWithoutRow: volumes of To_Be_Deleted disks that have no
+-- images_to_be_deleted row (the leftover they stand for is no longer known).
+CREATE OR REPLACE FUNCTION verifytemporaryimageswithoutrow()
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'temporary_image_without_row'::TEXT,
+        'error'::TEXT,
+        'image'::TEXT,
+        i.image_guid,
+        ARRAY[i.image_group_id],
+        format('volume %s of temporary disk %s (%s) has no images_to_be_deleted row',
+               i.image_guid, i.image_group_id, b.disk_alias)
+    FROM base_disks AS b
+    INNER JOIN images AS i ON i.image_group_id = b.disk_id
+    WHERE b.disk_alias LIKE '%\_To\_Be\_Deleted'
+      AND NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = i.image_guid);
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifytemporaryimageswithoutrow() TO movedisk_dba;
+
+-- VerifyRowsWithoutImage: images_to_be_deleted rows whose temporary image does not exist.
+CREATE OR REPLACE FUNCTION verifyrowswithoutimage()
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'row_without_image'::TEXT,
+        'error'::TEXT,
+        'images_to_be_deleted'::TEXT,
+        t.image_id,
+        ARRAY[t.src_image_id, t.src_image_group_id, t.src_storage],
+        format('images_to_be_deleted row %s (source image %s on domain %s) has no temporary image',
+               t.image_id, t.src_image_id, t.src_storage)
+    FROM images_to_be_deleted AS t
+    WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.image_id);
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifyrowswithoutimage() TO movedisk_dba;
+
+-- VerifyRowsWithoutSourceImage: images_to_be_deleted rows whose source image no longer exists
+-- (the leftover on the source domain must still be deleted there; the plan is STORAGE_AND_DB).
+CREATE OR REPLACE FUNCTION verifyrowswithoutsourceimage()
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'source_image_gone'::TEXT,
+        'warning'::TEXT,
+        'images_to_be_deleted'::TEXT,
+        t.image_id,
+        ARRAY[t.src_image_id, t.src_image_group_id, t.src_storage],
+        format('temporary image %s stands for source image %s, which no longer exists; its '
+               'leftover on domain %s is still to be deleted', t.image_id, t.src_image_id,
+               t.src_storage)
+    FROM images_to_be_deleted AS t
+    WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.src_image_id);
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifyrowswithoutsourceimage() TO movedisk_dba;
+
+-- VerifyOldLeftovers: temporary disks older than v_leftover_age (stuck moves, or leftovers
+-- nobody removed), one row per temporary disk.
+CREATE OR REPLACE FUNCTION verifyoldleftovers(v_leftover_age INTERVAL DEFAULT INTERVAL '1 day')
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'old_leftover'::TEXT,
+        'warning'::TEXT,
+        'disk'::TEXT,
+        tmp.image_group_id,
+        array_agg(t.image_id ORDER BY t.image_id),
+        format('temporary disk %s (source disk %s, domain %s -> %s) is %s old',
+               tmp.image_group_id, min(t.src_image_group_id::TEXT), min(t.src_storage::TEXT),
+               min(t.dest_storage::TEXT), date_trunc('second', now() - min(t._create_date)))
+    FROM images_to_be_deleted AS t
+    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    WHERE t._create_date < now() - v_leftover_age
+    GROUP BY tmp.image_group_id;
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifyoldleftovers(INTERVAL) TO movedisk_dba;
+
+-- VerifyLockedImagesWithoutCommand: disks with LOCKED volumes that no unfinished command holds
+-- (nothing will ever unlock them), one row per disk.
+CREATE OR REPLACE FUNCTION verifylockedimageswithoutcommand()
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'locked_image_without_command'::TEXT,
+        'error'::TEXT,
+        'disk'::TEXT,
+        i.image_group_id,
+        array_agg(i.image_guid ORDER BY i.image_guid),
+        format('disk %s has %s LOCKED volume(s) that no unfinished command holds',
+               i.image_group_id, count(*))
+    FROM images AS i
+    WHERE i.imagestatus = 2
+      AND NOT EXISTS (
+          SELECT 1
+          FROM business_entity_snapshot AS b
+          INNER JOIN command_entities AS c ON c.command_id = b.command_id
+          WHERE b.entity_id IN (i.image_guid::TEXT, i.image_group_id::TEXT)
+            AND coalesce(c.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
+      )
+    GROUP BY i.image_group_id;
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifylockedimageswithoutcommand() TO movedisk_dba;
+
+-- VerifyCommandsWithoutTask: unfinished commands older than v_command_age with no storage task
+-- (async_tasks) and no unfinished child command: nothing is left to finish them.
+CREATE OR REPLACE FUNCTION verifycommandswithouttask(
+    v_command_age INTERVAL DEFAULT INTERVAL '5 minutes'
+)
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'command_without_task'::TEXT,
+        'error'::TEXT,
+        'command'::TEXT,
+        c.command_id,
+        ARRAY[]::UUID [],
+        format('command %s (type %s, status %s, created %s) is unfinished and has no live task',
+               c.command_id, c.command_type, coalesce(c.status, 'NULL'), c.created_at)
+    FROM command_entities AS c
+    WHERE coalesce(c.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
+      AND coalesce(c.created_at, '-infinity') < now() - v_command_age
+      AND NOT EXISTS (
+          SELECT 1 FROM async_tasks AS a
+          WHERE a.command_id = c.command_id OR a.root_command_id = c.command_id
+      )
+      AND NOT EXISTS (
+          SELECT 1 FROM command_entities AS child
+          WHERE (child.parent_command_id = c.command_id OR child.root_command_id = c.command_id)
+            AND child.command_id <> c.command_id
+            AND coalesce(child.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
+      );
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifycommandswithouttask(INTERVAL) TO movedisk_dba;
+
+-- VerifyImageGroupsOnTwoDomains: disks whose volumes are mapped to more than one domain while no
+-- move of them is in flight (templates' disks, copied to several domains, are exempt).
+CREATE OR REPLACE FUNCTION verifyimagegroupsontwodomains()
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'image_group_on_two_domains'::TEXT,
+        'error'::TEXT,
+        'disk'::TEXT,
+        i.image_group_id,
+        array_agg(DISTINCT m.storage_domain_id),
+        format('disk %s is mapped to %s storage domains outside a move',
+               i.image_group_id, count(DISTINCT m.storage_domain_id))
+    FROM images AS i
+    INNER JOIN image_storage_domain_map AS m ON m.image_id = i.image_guid
+    WHERE i.image_group_id IS NOT NULL
+      AND NOT EXISTS (
+          SELECT 1
+          FROM vm_device AS vd
+          INNER JOIN vm_static AS vs ON vs.vm_guid = vd.vm_id
+          WHERE vd.device_id = i.image_group_id AND vs.entity_type = 'TEMPLATE'
+      )
+      AND NOT EXISTS (
+          SELECT 1
+          FROM images_to_be_deleted AS t
+          INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+          WHERE t.src_image_group_id = i.image_group_id AND tmp.imagestatus = 2
+      )
+    GROUP BY i.image_group_id
+    HAVING count(DISTINCT m.storage_domain_id) > 1;
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifyimagegroupsontwodomains() TO movedisk_dba;
+
+-- VerifyQuotaUsage: usage charged where the images say it should not be: the volumes of one disk
+-- on one domain charged to different quotas, a volume charged to a quota of another data center
+-- than its domain's, or a temporary volume charged to another quota than its source volume.
+CREATE OR REPLACE FUNCTION verifyquotausage()
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'quota_usage_mismatch'::TEXT,
+        'warning'::TEXT,
+        'disk'::TEXT,
+        i.image_group_id,
+        array_agg(DISTINCT m.quota_id) FILTER (WHERE m.quota_id IS NOT NULL),
+        format('disk %s on domain %s is charged to %s different quotas', i.image_group_id,
+               m.storage_domain_id, count(DISTINCT coalesce(m.quota_id::TEXT, 'none')))
+    FROM images AS i
+    INNER JOIN image_storage_domain_map AS m ON m.image_id = i.image_guid
+    GROUP BY i.image_group_id, m.storage_domain_id
+    HAVING count(DISTINCT coalesce(m.quota_id::TEXT, 'none')) > 1;
+
+    RETURN QUERY
+    SELECT
+        'quota_usage_mismatch'::TEXT,
+        'warning'::TEXT,
+        'image'::TEXT,
+        m.image_id,
+        ARRAY[m.quota_id, m.storage_domain_id],
+        format('volume %s on domain %s (data center %s) is charged to quota %s of data center %s',
+               m.image_id, m.storage_domain_id, p.storage_pool_id, m.quota_id, q.storage_pool_id)
+    FROM image_storage_domain_map AS m
+    INNER JOIN quota AS q ON q.id = m.quota_id
+    INNER JOIN storage_pool_iso_map AS p ON p.storage_id = m.storage_domain_id
+    WHERE p.storage_pool_id <> q.storage_pool_id;
+
+    RETURN QUERY
+    SELECT
+        'quota_usage_mismatch'::TEXT,
+        'warning'::TEXT,
+        'image'::TEXT,
+        t.image_id,
+        ARRAY[tm.quota_id, sm.quota_id],
+        format('temporary volume %s is charged to quota %s, its source volume %s to quota %s',
+               t.image_id, coalesce(tm.quota_id::TEXT, 'none'), t.src_image_id,
+               coalesce(sm.quota_id::TEXT, 'none'))
+    FROM images_to_be_deleted AS t
+    INNER JOIN image_storage_domain_map AS tm
+        ON tm.image_id = t.image_id AND tm.storage_domain_id = t.src_storage
+    INNER JOIN LATERAL (
+        SELECT x.quota_id
+        FROM image_storage_domain_map AS x
+        WHERE x.image_id = t.src_image_id
+        ORDER BY x.storage_domain_id = t.src_storage DESC
+        LIMIT 1
+    ) AS sm ON TRUE
+    WHERE tm.quota_id IS DISTINCT FROM sm.quota_id;
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifyquotausage() TO movedisk_dba;
+
+-- VerifyAll: every check above, errors first.
+CREATE OR REPLACE FUNCTION verifyall(
+    v_leftover_age INTERVAL DEFAULT INTERVAL '1 day',
+    v_command_age INTERVAL DEFAULT INTERVAL '5 minutes'
+)
+RETURNS TABLE (
+    check_name TEXT,
+    severity TEXT,
+    entity_type TEXT,
+    entity_id UUID,
+    related_ids UUID[],
+    message TEXT
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT f.*
+    FROM (
+        SELECT * FROM VerifyTemporaryImagesWithoutRow()
+        UNION ALL
+        SELECT * FROM VerifyRowsWithoutImage()
+        UNION ALL
+        SELECT * FROM VerifyRowsWithoutSourceImage()
+        UNION ALL
+        SELECT * FROM VerifyOldLeftovers(v_leftover_age)
+        UNION ALL
+        SELECT * FROM VerifyLockedImagesWithoutCommand()
+        UNION ALL
+        SELECT * FROM VerifyCommandsWithoutTask(v_command_age)
+        UNION ALL
+        SELECT * FROM VerifyImageGroupsOnTwoDomains()
+        UNION ALL
+        SELECT * FROM VerifyQuotaUsage()
+    ) AS f
+    ORDER BY f.severity = 'error' DESC, f.check_name, f.entity_id;
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION verifyall(INTERVAL, INTERVAL) TO movedisk_dba;

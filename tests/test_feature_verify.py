@@ -1,0 +1,201 @@
+"""The DBA's verification functions: each check sees exactly the inconsistency made for it."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from test_feature_rows import (
+    ILLEGAL,
+    LOCKED,
+    make_disk,
+
+    make_pool,
+    make_quota,
+    move_phase3,
+    new_id,
+    setup,
+)
+
+
+def findings(db, call="VerifyAll()"):
+    return db.execute(f"SELECT * FROM {call}").fetchall()
+
+
+def only(db, check, entity_id, call="VerifyAll()"):
+    rows = findings(db, call)
+    assert [(r["check_name"], r["entity_id"]) for r in rows] == [(check, entity_id)], rows
+    assert rows[0]["severity"] in ("error", "warning") and rows[0]["message"]
+    return rows[0]
+
+
+def start_move(db, s, command_status="ACTIVE", with_task=True):
+    """Phase 1 run by a recorded command with a live task, as the harness does it."""
+    command = new_id()
+    db.execute(
+        "INSERT INTO command_entities (command_id, command_type, created_at, status) "
+        "VALUES (%s, 1, now() - interval '1 hour', %s)", (command, command_status))
+    rows = db.execute(
+        "SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s, v_command_id => %s)",
+        (s.disk.disk_id, s.src, s.dest, command)).fetchall()
+    if with_task:
+        db.execute(
+            "INSERT INTO async_tasks (task_id, action_type, status, result, command_id, "
+            "started_at, storage_pool_id) VALUES (%s, 1, 2, 0, %s, now(), %s)",
+            (new_id(), command, s.pool))
+    return command, rows[0]["temporary_disk_id"], {r["original_image_id"]: r["temporary_image_id"] for r in rows}
+
+
+def illegal_leftover(db, s, created="now()"):
+    """A temporary disk left ILLEGAL on S after the disk moved to D (deletion failed)."""
+    command, tmp, mapping = start_move(db, s)
+    move_phase3(db, s)
+    db.execute("SELECT MarkTemporaryDiskIllegal(%s)", (tmp,))
+    db.execute("UPDATE command_entities SET status = 'ENDED_WITH_FAILURE' WHERE command_id = %s",
+               (command,))
+    db.execute(f"UPDATE images_to_be_deleted SET _create_date = {created}")
+    return tmp, mapping
+
+
+def test_a_clean_database_has_no_finding(db) -> None:
+    assert findings(db) == []
+    s = setup(db)
+    make_disk(db, s.dest, alias="other")
+    assert findings(db) == []
+
+
+def test_a_move_in_flight_and_a_fresh_leftover_are_no_finding(db) -> None:
+    s = setup(db)
+    start_move(db, s)
+    assert findings(db) == []
+    move_phase3(db, s)
+    assert findings(db) == []
+
+
+def test_temporary_image_without_its_row(db) -> None:
+    s = setup(db)
+    orphan = make_disk(db, s.src, volumes=1, alias="disk1_To_Be_Deleted", status=ILLEGAL)
+    row = only(db, "temporary_image_without_row", orphan.images[0])
+    assert row["severity"] == "error" and row["related_ids"] == [orphan.disk_id]
+
+
+def test_row_without_its_image(db) -> None:
+    s = setup(db)
+    ghost = new_id()
+    db.execute("SET LOCAL session_replication_role = replica")  # as a careless restore would
+    db.execute("SELECT InsertImageToBeDeleted(%s, %s, %s, %s, %s)",
+               (ghost, s.disk.images[0], s.disk.disk_id, s.src, s.dest))
+    db.execute("SET LOCAL session_replication_role = origin")
+    only(db, "row_without_image", ghost)
+
+
+def test_row_whose_source_image_is_gone(db) -> None:
+    s = setup(db)
+    tmp, mapping = illegal_leftover(db, s)
+    db.execute("DELETE FROM images WHERE image_guid = %s", (s.disk.images[0],))
+    only(db, "source_image_gone", mapping[s.disk.images[0]])
+
+
+def test_leftover_older_than_the_threshold(db) -> None:
+    s = setup(db)
+    tmp, mapping = illegal_leftover(db, s, created="now() - interval '2 days'")
+    row = only(db, "old_leftover", tmp)
+    assert sorted(row["related_ids"]) == sorted(mapping.values())
+    assert findings(db, "VerifyAll(v_leftover_age => interval '3 days')") == []
+    assert len(findings(db, "VerifyOldLeftovers(interval '1 hour')")) == 1
+
+
+def test_locked_image_without_an_unfinished_command(db) -> None:
+    s = setup(db)
+    locked = make_disk(db, s.src, volumes=2, status=LOCKED, alias="stuck")
+    row = only(db, "locked_image_without_command", locked.disk_id)
+    assert sorted(row["related_ids"]) == sorted(locked.images)
+
+
+def test_locked_move_whose_command_ended(db) -> None:
+    s = setup(db)
+    command, tmp, _ = start_move(db, s)
+    db.execute("UPDATE command_entities SET status = 'ENDED_SUCCESSFULLY' WHERE command_id = %s",
+               (command,))
+    rows = findings(db)
+    assert {(r["check_name"], r["entity_id"]) for r in rows} == {
+        ("locked_image_without_command", s.disk.disk_id),
+        ("locked_image_without_command", tmp),
+    }
+
+
+def test_unfinished_command_without_a_live_task(db) -> None:
+    command = new_id()
+    db.execute("INSERT INTO command_entities (command_id, command_type, created_at, status) "
+               "VALUES (%s, 1, now() - interval '1 hour', 'ACTIVE')", (command,))
+    only(db, "command_without_task", command)
+    # A young command (its task is about to start) is not a finding yet.
+    db.execute("UPDATE command_entities SET created_at = now() WHERE command_id = %s", (command,))
+    assert findings(db) == []
+
+
+def test_image_group_on_two_domains_outside_a_move(db) -> None:
+    s = setup(db)
+    db.execute("INSERT INTO image_storage_domain_map (image_id, storage_domain_id, quota_id) "
+               "VALUES (%s, %s, %s)", (s.disk.images[0], s.dest, s.quota))
+    row = only(db, "image_group_on_two_domains", s.disk.disk_id)
+    assert set(row["related_ids"]) == {s.src, s.dest}
+
+
+def test_quota_usage_that_disagrees_with_the_images(db) -> None:
+    s = setup(db)
+    other = make_quota(db, s.pool)
+    db.execute("UPDATE image_storage_domain_map SET quota_id = %s WHERE image_id = %s",
+               (other, s.disk.images[1]))
+    only(db, "quota_usage_mismatch", s.disk.disk_id)
+
+
+def test_quota_of_another_data_center(db) -> None:
+    s = setup(db, volumes=1)
+    foreign = make_quota(db, make_pool(db))
+    db.execute("UPDATE image_storage_domain_map SET quota_id = %s", (foreign,))
+    only(db, "quota_usage_mismatch", s.disk.images[0])
+
+
+def test_leftover_charged_to_another_quota_than_its_source(db) -> None:
+    s = setup(db, volumes=1)
+    tmp, mapping = illegal_leftover(db, s)
+    db.execute("UPDATE image_storage_domain_map SET quota_id = %s WHERE image_id = %s",
+               (make_quota(db, s.pool), mapping[s.disk.images[0]]))
+    only(db, "quota_usage_mismatch", mapping[s.disk.images[0]])
+
+
+def test_each_check_function_alone(db) -> None:
+    s = setup(db)
+    make_disk(db, s.src, volumes=1, status=LOCKED, alias="stuck")
+    assert len(findings(db, "VerifyLockedImagesWithoutCommand()")) == 1
+    for fn in ("VerifyTemporaryImagesWithoutRow()", "VerifyRowsWithoutImage()",
+               "VerifyRowsWithoutSourceImage()", "VerifyOldLeftovers()",
+               "VerifyCommandsWithoutTask()", "VerifyImageGroupsOnTwoDomains()",
+               "VerifyQuotaUsage()"):
+        assert findings(db, fn) == [], fn
+
+
+def test_the_dba_role_runs_verification_read_only(db) -> None:
+    s = setup(db)
+    make_disk(db, s.src, volumes=1, status=LOCKED, alias="stuck")
+    db.execute("SET LOCAL ROLE movedisk_dba")
+    db.execute("SET LOCAL transaction_read_only = on")
+    assert len(findings(db)) == 1
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("SELECT * FROM images")
+
+
+def test_verification_functions_are_stable_and_granted_to_the_dba(db) -> None:
+    rows = db.execute(
+        "SELECT p.proname, p.provolatile, has_function_privilege('movedisk_dba', p.oid, 'EXECUTE') "
+        "AS dba FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+        "AND p.proname LIKE 'verify%'").fetchall()
+    assert len(rows) == 9
+    assert all(r["provolatile"] == "s" and r["dba"] for r in rows), rows
+    # The DBA may not run the phase helpers.
+    assert not db.execute("SELECT has_function_privilege('movedisk_dba', "
+                          "'createtemporarydiskformove(uuid,uuid,uuid,uuid,uuid)', 'EXECUTE') AS x"
+                          ).fetchone()["x"]
+
+
