@@ -47,9 +47,9 @@ def main() -> None:
     cluster = ThrowawayCluster()
     start_s = time.perf_counter() - t0
     tree = SqlTree.load()
-    files = [f.path for f in (*tree.tables, *tree.procedures)] + (
-        [tree.privileges.path] if tree.privileges else []
-    )
+    extra = [f.path for f in (tree.privileges,) if f is not None]
+    files = [f.path for f in (*([tree.roles] if tree.roles else []), *tree.tables)]
+    files += [f.path for f in tree.procedures] + extra
     psql = str(cluster.binaries.program("psql"))
     harness_s: list[float] = []
     psql_s: list[float] = []

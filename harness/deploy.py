@@ -3,6 +3,7 @@
 1. Fresh database (no ``schema_version``): run ``sql/tables/`` and record every
    ``sql/upgrade/`` script as applied. Existing database: refuse if an applied
    script was edited or removed, then run the pending scripts in order.
+   (``sql/roles.sql`` runs first of all, so that any script may grant to the roles.)
 2. Drop every view and function of the schema and apply ``sql/procedures/``
    (views first), so that no function exists that no file defines.
 3. Apply ``sql/privileges.sql`` (roles, grants, nothing to PUBLIC).
@@ -49,17 +50,17 @@ DECLARE
     r record;
 BEGIN
     FOR r IN
-        SELECT c.oid::regclass AS view
+        SELECT c.relname AS view_name
         FROM pg_class c
         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
           AND NOT EXISTS (SELECT 1 FROM pg_depend d
                           WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                             AND d.deptype = 'e')
     LOOP
-        EXECUTE format('DROP VIEW IF EXISTS %s CASCADE', r.view);
+        EXECUTE format('DROP VIEW IF EXISTS public.%I CASCADE', r.view_name);
     END LOOP;
     FOR r IN
-        SELECT p.oid::regprocedure AS routine, p.prokind
+        SELECT p.oid::regprocedure::text AS routine, p.prokind
         FROM pg_proc p
         WHERE p.pronamespace = 'public'::regnamespace
           AND NOT EXISTS (SELECT 1 FROM pg_depend d
@@ -292,6 +293,8 @@ def deploy(
             conn.execute("SET LOCAL check_function_bodies = on")
             fresh = not _first(conn.execute(_HAS_SCHEMA_VERSION).fetchone())
             before = {} if fresh else catalog_snapshot(conn)
+            if tree.roles:
+                report.statements += _execute_file(conn, tree.roles)
             if fresh:
                 for f in tree.tables:
                     report.statements += _execute_file(conn, f)

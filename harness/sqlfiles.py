@@ -42,6 +42,7 @@ class SqlTree:
     upgrades: list[SqlFile]
     procedures: list[SqlFile]
     privileges: SqlFile | None
+    roles: SqlFile | None = None
 
     @classmethod
     def load(cls, root: Path | None = None) -> SqlTree:
@@ -63,11 +64,19 @@ class SqlTree:
             (read(p) for p in (root / "procedures").glob("*.sql")),
             key=lambda f: (not f.path.name.endswith("views.sql"), f.path.name),
         )
-        priv = root / "privileges.sql"
-        return cls(root, tables, upgrades, procedures, read(priv) if priv.exists() else None)
+        priv, roles = root / "privileges.sql", root / "roles.sql"
+        return cls(
+            root,
+            tables,
+            upgrades,
+            procedures,
+            read(priv) if priv.exists() else None,
+            read(roles) if roles.exists() else None,
+        )
 
     def all_files(self) -> list[SqlFile]:
-        return [*self.tables, *self.upgrades, *self.procedures, *([self.privileges] if self.privileges else [])]
+        extra = [f for f in (self.roles, self.privileges) if f is not None]
+        return [*self.tables, *self.upgrades, *self.procedures, *extra]
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,8 @@
--- Roles and privileges, applied at the end of every deploy.
+-- Privileges, applied at the end of every deploy (the roles come from sql/roles.sql).
 --   movedisk_engine: the engine's data access layer; may only EXECUTE functions.
 --   movedisk_dba:    read-only; may read the views and run the verification functions
 --                    (granted next to their definitions in sql/procedures/).
 -- Nothing is granted to PUBLIC.
-
-DO $roles$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'movedisk_engine') THEN
-        CREATE ROLE movedisk_engine NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'movedisk_dba') THEN
-        CREATE ROLE movedisk_dba NOLOGIN;
-    END IF;
-END
-$roles$;
 
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO movedisk_engine, movedisk_dba;

@@ -280,7 +280,7 @@ def test_privileges_engine_executes_only_dba_reads_views_public_nothing(db) -> N
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.transaction():
             db.execute("SELECT * FROM schema_version")
-    assert db.execute("SELECT count(*) AS n FROM GetAllFromDisks()").fetchone() is not None
+    assert db.execute("SELECT count(*) AS n FROM GetAllFromDisks(NULL, FALSE)").fetchone() is not None
     db.execute("RESET ROLE")
     db.execute("SET LOCAL ROLE movedisk_dba")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -289,7 +289,7 @@ def test_privileges_engine_executes_only_dba_reads_views_public_nothing(db) -> N
     assert db.execute("SELECT count(*) AS n FROM all_disks").fetchone() is not None
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.transaction():
-            db.execute("SELECT * FROM GetAllFromDisks()")
+            db.execute("SELECT * FROM GetAllFromDisks(NULL, FALSE)")
 
 
 def test_every_function_pins_search_path_and_runs_as_definer(db) -> None:

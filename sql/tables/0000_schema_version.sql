@@ -30,3 +30,5 @@ COMMENT ON COLUMN schema_version.state IS
 'INSTALLED once the script ran (or was part of the fresh install).';
 COMMENT ON COLUMN schema_version.current IS
 'True on the row of the newest script applied.';
+COMMENT ON COLUMN schema_version.id IS
+'Order in which the scripts were recorded.';

@@ -1,0 +1,114 @@
+"""A database of the first release, upgraded, equals a fresh install and keeps every row.
+
+tests/fixtures/release_1.sql is a pg_dump of a populated release-1 database (the
+engine schema before the feature), frozen when release 1 was cut.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import results
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from harness.deploy import catalog_snapshot, deploy
+from harness.sqlfiles import SqlTree
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "release_1.sql"
+
+
+def load_release_1(cluster: Any, dsn: str) -> None:
+    subprocess.run(
+        [str(cluster.binaries.program("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         "-f", str(FIXTURE), "-d", dsn],
+        check=True, capture_output=True, text=True,
+    )
+
+
+def table_rows(conn: psycopg.Connection[Any], columns: dict[str, list[str]]) -> dict[str, list]:
+    """Every row of every table, restricted to the columns release 1 had, sorted."""
+    out = {}
+    for table, cols in columns.items():
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in cols),
+            sql.Identifier(table),
+        )
+        out[table] = sorted(
+            (tuple(r.values()) for r in conn.execute(query).fetchall()), key=repr
+        )
+    return out
+
+
+def release_1_columns(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    rows = conn.execute(
+        """
+        SELECT c.relname AS t, array_agg(a.attname ORDER BY a.attnum) AS cols
+        FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+             AND NOT a.attisdropped
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+        GROUP BY c.relname
+        """
+    ).fetchall()
+    return {r["t"]: r["cols"] for r in rows}
+
+
+def url(cluster: Any, dsn: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:{cluster.port}/{dsn.rsplit('dbname=', 1)[1]}"
+
+
+@pytest.fixture
+def release_1_dsn(new_db, pg_cluster, template_db) -> str:  # template_db: roles exist
+    dsn = new_db(deployed=False)
+    load_release_1(pg_cluster, dsn)
+    return dsn
+
+
+def test_release_1_upgrades_to_the_fresh_schema_keeping_every_row(
+    release_1_dsn: str, new_db, pg_cluster
+) -> None:
+    fresh_dsn = new_db()
+    old_diff = results.db(url(pg_cluster, release_1_dsn)).schemadiff_as_sql(
+        results.db(url(pg_cluster, fresh_dsn)), with_privileges=True
+    )
+    assert "images_to_be_deleted" in old_diff  # the diff does see what release 1 lacks
+    with psycopg.connect(release_1_dsn, row_factory=dict_row) as conn:
+        columns = release_1_columns(conn)
+        del columns["schema_version"]  # gains the upgrade rows, checked below
+        before = table_rows(conn, columns)
+        assert len(before["images"]) == 13 and len(before["async_tasks"]) == 2
+        report = deploy(conn)
+        after = table_rows(conn, columns)
+        upgraded = catalog_snapshot(conn)
+        recorded = conn.execute(
+            "SELECT script, checksum FROM schema_version ORDER BY id"
+        ).fetchall()
+    tree = SqlTree.load()
+    assert report.mode == "upgrade"
+    assert report.upgrades_applied == [f.name for f in tree.upgrades]
+    assert [(r["script"], r["checksum"]) for r in recorded] == [
+        (f.name, f.checksum) for f in tree.upgrades
+    ]
+    assert after == before
+    with psycopg.connect(fresh_dsn, row_factory=dict_row) as conn:
+        fresh = catalog_snapshot(conn)
+    differences = sorted(k for k in fresh.keys() | upgraded.keys() if fresh.get(k) != upgraded.get(k))
+    assert differences == []
+    # An independent schema diff (tables, views, functions, indexes, table grants).
+    diff = results.db(url(pg_cluster, release_1_dsn)).schemadiff_as_sql(
+        results.db(url(pg_cluster, fresh_dsn)), with_privileges=True
+    )
+    assert diff.strip() == ""
+
+
+def test_release_1_database_reports_its_pending_upgrades(release_1_dsn: str) -> None:
+    from harness.deploy import status
+
+    with psycopg.connect(release_1_dsn, row_factory=dict_row) as conn:
+        st = status(conn)
+    assert st["installed"] and st["edited"] == [] and st["missing"] == []
+    assert st["pending"] == [f.name for f in SqlTree.load().upgrades]
