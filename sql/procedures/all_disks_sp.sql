@@ -1,9 +1,11 @@
 -- Disk listings through all_disks / all_disks_including_snapshots (oVirt all_disks_sp.sql names).
 
--- GetAllFromDisks: every disk, by its active volume.
+-- GetAllFromDisks: every disk, by its active volume; v_include_temporary => FALSE leaves out
+-- the temporary (To_Be_Deleted) disks of disk moves (the column is_temporary tells them apart).
 CREATE OR REPLACE FUNCTION GetAllFromDisks(
     v_user_id UUID,
-    v_is_filtered BOOLEAN
+    v_is_filtered BOOLEAN,
+    v_include_temporary BOOLEAN DEFAULT TRUE
 )
 RETURNS SETOF all_disks
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -12,7 +14,8 @@ AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT * FROM all_disks
-    WHERE v_is_filtered IS NOT TRUE;
+    WHERE v_is_filtered IS NOT TRUE
+        AND (v_include_temporary IS NOT FALSE OR NOT all_disks.is_temporary);
 END;
 $procedure$;
 
@@ -34,10 +37,12 @@ BEGIN
 END;
 $procedure$;
 
--- GetAllFromDisksIncludingSnapshots: every volume of every disk.
+-- GetAllFromDisksIncludingSnapshots: every volume of every disk; v_include_temporary => FALSE
+-- leaves out the volumes of temporary (To_Be_Deleted) disks.
 CREATE OR REPLACE FUNCTION GetAllFromDisksIncludingSnapshots(
     v_user_id UUID,
-    v_is_filtered BOOLEAN
+    v_is_filtered BOOLEAN,
+    v_include_temporary BOOLEAN DEFAULT TRUE
 )
 RETURNS SETOF all_disks_including_snapshots
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -46,7 +51,8 @@ AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT * FROM all_disks_including_snapshots
-    WHERE v_is_filtered IS NOT TRUE;
+    WHERE v_is_filtered IS NOT TRUE
+        AND (v_include_temporary IS NOT FALSE OR NOT all_disks_including_snapshots.is_temporary);
 END;
 $procedure$;
 

@@ -175,9 +175,11 @@ BEGIN
 END;
 $procedure$;
 
--- GetAllForStorageDomain: the active volume of every disk on a storage domain.
+-- GetAllForStorageDomain: the active volume of every disk on a storage domain;
+-- v_include_temporary => FALSE leaves out temporary (To_Be_Deleted) disks.
 CREATE OR REPLACE FUNCTION GetAllForStorageDomain(
-    v_storage_domain_id UUID
+    v_storage_domain_id UUID,
+    v_include_temporary BOOLEAN DEFAULT TRUE
 )
 RETURNS SETOF images_storage_domain_view
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -187,7 +189,8 @@ BEGIN
     RETURN QUERY
     SELECT * FROM images_storage_domain_view
     WHERE active
-        AND storage_id = v_storage_domain_id;
+        AND storage_id = v_storage_domain_id
+        AND (v_include_temporary IS NOT FALSE OR NOT images_storage_domain_view.is_temporary);
 END;
 $procedure$;
 

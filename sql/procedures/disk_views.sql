@@ -74,8 +74,24 @@ SELECT
     NULL::INTEGER AS image_transfer_type,
     NULL::BIGINT AS image_transfer_bytes_sent,
     NULL::BIGINT AS image_transfer_bytes_total,
-    NULL::BIGINT AS progress
+    NULL::BIGINT AS progress,
+    -- Move Disk Two Phase Commit (added at the end: callers of the columns above are unchanged).
+    -- A temporary (To_Be_Deleted) volume: its source volume, disk and domains.
+    (images_to_be_deleted.image_id IS NOT NULL) AS is_temporary,
+    images_to_be_deleted.src_image_id,
+    images_to_be_deleted.src_image_group_id,
+    images_to_be_deleted.src_storage,
+    images_to_be_deleted.dest_storage,
+    -- A source volume: the temporary volumes that stand for its pending leftovers.
+    leftovers.leftover_image_ids,
+    coalesce(cardinality(leftovers.leftover_image_ids), 0) AS leftover_count
 FROM images
+LEFT JOIN images_to_be_deleted ON images.image_guid = images_to_be_deleted.image_id
+LEFT JOIN LATERAL (
+    SELECT array_agg(l.image_id ORDER BY l.image_id) AS leftover_image_ids
+    FROM images_to_be_deleted AS l
+    WHERE l.src_image_id = images.image_guid
+) AS leftovers ON TRUE
 LEFT JOIN disk_image_dynamic ON images.image_guid = disk_image_dynamic.image_id
 LEFT JOIN base_disks ON images.image_group_id = base_disks.disk_id
 LEFT JOIN vms_for_disk_view ON images.image_group_id = vms_for_disk_view.device_id
@@ -164,7 +180,14 @@ SELECT DISTINCT ON (isdv.image_guid)
     isdv.image_transfer_bytes_total,
     isdv.progress,
     isdv.disk_storage_type,
-    isdv.cinder_volume_type
+    isdv.cinder_volume_type,
+    isdv.is_temporary,
+    isdv.src_image_id,
+    isdv.src_image_group_id,
+    isdv.src_storage,
+    isdv.dest_storage,
+    isdv.leftover_image_ids,
+    isdv.leftover_count
 FROM images_storage_domain_view AS isdv
 INNER JOIN disk_image_dynamic ON isdv.image_guid = disk_image_dynamic.image_id
 INNER JOIN storage_for_image_view AS sfi ON isdv.image_guid = sfi.image_id
@@ -237,7 +260,14 @@ SELECT DISTINCT ON (isdv.image_guid)
     base_disks.cinder_volume_type,
     base_disks.disk_content_type,
     base_disks.backup,
-    base_disks.backup_mode
+    base_disks.backup_mode,
+    isdv.is_temporary,
+    isdv.src_image_id,
+    isdv.src_image_group_id,
+    isdv.src_storage,
+    isdv.dest_storage,
+    isdv.leftover_image_ids,
+    isdv.leftover_count
 FROM images_storage_domain_view AS isdv
 INNER JOIN storage_for_image_view AS sfi ON isdv.image_guid = sfi.image_id
 INNER JOIN base_disks ON isdv.image_group_id = base_disks.disk_id
