@@ -131,9 +131,13 @@ def _tasks(args: argparse.Namespace) -> int:
         statuses = []
         for path in sorted(_root(args).tasks.glob("*.json")):
             try:
-                statuses.append(Task(read_json(path)).status())
+                st = Task(read_json(path)).status()
             except (OSError, ValueError, KeyError):
                 continue
+            if st["taskState"] != "finished":
+                st["message"] = ("interrupted: the agent is down; it reports this task failed "
+                                 "when it starts again")
+            statuses.append(st)
         source = "records (agent down)"
     if args.tag is not None:
         statuses = [s for s in statuses if s.get("tag") == args.tag]

@@ -14,13 +14,16 @@ Copy: the source's data extents (SEEK_DATA / SEEK_HOLE) are copied with
 ``os.copy_file_range`` in chunks (falling back to ``os.sendfile``); holes stay
 holes. A second thread computes the destination's checksum behind the copy,
 reading blocks as soon as they are written (from the page cache), so that
-the verification costs little more than the copy itself on two cores.
+the verification costs little more than the copy itself on two cores; it reads
+the blocks through a shared mapping (no copy to user space), and the copying
+thread joins in hashing the last blocks once its copy is done.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import mmap
 import os
 import random
 import struct
@@ -66,20 +69,28 @@ def _zero_crc(length: int) -> int:
 class BlockHasher:
     """Computes the checksum of a file whose data extents are known, block by block.
 
-    ``advance(offset)`` says that every byte below ``offset`` is final; the hasher
-    thread reads and hashes the blocks below it. ``result()`` waits for the end.
+    ``advance(offset)`` says that every byte below ``offset`` is final; a hasher
+    thread hashes the blocks below it as they become final (reading them through
+    a shared read-only mapping, without copying). ``result()`` waits for the end,
+    and its caller helps hash the remaining blocks, so that both cores finish the
+    work together.
     """
 
     def __init__(self, path: str, size: int, extents: Extents) -> None:
         self.path = path
         self.size = size
-        self.extents = extents
         self.done_upto = 0
         self.failed = False
         self.cond = threading.Condition()
-        self.crcs: list[int] = []
+        self.nblocks = (size + BLOCK - 1) // BLOCK
+        self.has_data = [False] * self.nblocks
+        for s, e in extents:
+            for b in range(s // BLOCK, (e - 1) // BLOCK + 1):
+                self.has_data[b] = True
+        self.crcs: list[int | None] = [None] * self.nblocks
+        self.next_block = 0
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="hasher", daemon=True)
+        self.thread = threading.Thread(target=self._work, name="hasher", daemon=True)
 
     def start(self) -> BlockHasher:
         self.thread.start()
@@ -88,61 +99,62 @@ class BlockHasher:
     def advance(self, offset: int) -> None:
         with self.cond:
             self.done_upto = offset
-            self.cond.notify()
+            self.cond.notify_all()
 
     def abort(self) -> None:
         with self.cond:
             self.failed = True
-            self.cond.notify()
-        self.thread.join()
+            self.cond.notify_all()
+        if self.thread.is_alive():
+            self.thread.join()
 
-    def _blocks_with_data(self) -> list[bool]:
-        n = (self.size + BLOCK - 1) // BLOCK
-        has = [False] * n
-        for s, e in self.extents:
-            for b in range(s // BLOCK, (e - 1) // BLOCK + 1):
-                has[b] = True
-        return has
+    def _claim(self) -> int | None:
+        """The next block to hash once it is final; None when there is none left."""
+        with self.cond:
+            while True:
+                if self.failed or self.next_block >= self.nblocks:
+                    return None
+                b = self.next_block
+                end = min(self.size, (b + 1) * BLOCK)
+                if not self.has_data[b] or self.done_upto >= end:
+                    self.next_block += 1
+                    return b
+                self.cond.wait()
 
-    def _run(self) -> None:
+    def _work(self) -> None:
+        view: memoryview | None = None
+        mapping: mmap.mmap | None = None
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError as exc:
-            self.error = exc
-            return
-        try:
-            buf = bytearray(BLOCK)
-            view = memoryview(buf)
-            for b, has in enumerate(self._blocks_with_data()):
+            while (b := self._claim()) is not None:
                 start = b * BLOCK
                 length = min(BLOCK, self.size - start)
-                if not has:
-                    self.crcs.append(_zero_crc(length))
+                if not self.has_data[b]:
+                    self.crcs[b] = _zero_crc(length)
                     continue
-                with self.cond:
-                    while self.done_upto < start + length and not self.failed:
-                        self.cond.wait()
-                    if self.failed:
-                        return
-                got = 0
-                while got < length:
-                    n = os.preadv(fd, [view[got:length]], start + got)
-                    if n == 0:
-                        break
-                    got += n
-                if got < length:
-                    view[got:length] = bytes(length - got)
-                self.crcs.append(zlib.crc32(view[:length]))
+                if view is None:
+                    with open(self.path, "rb") as f:
+                        mapping = mmap.mmap(f.fileno(), self.size, prot=mmap.PROT_READ)
+                    view = memoryview(mapping)
+                self.crcs[b] = zlib.crc32(view[start : start + length])
         except BaseException as exc:  # noqa: BLE001 - reported by result()
             self.error = exc
+            with self.cond:
+                self.failed = True
+                self.cond.notify_all()
         finally:
-            os.close(fd)
+            if view is not None:
+                view.release()
+            if mapping is not None:
+                mapping.close()
 
     def result(self) -> str:
+        self._work()  # help the thread with the blocks left
         self.thread.join()
         if self.error is not None:
             raise self.error
-        return format_checksum(self.crcs)
+        if any(c is None for c in self.crcs):
+            raise OSError(errno.EIO, f"checksum of {self.path} was not completed")
+        return format_checksum([c for c in self.crcs if c is not None])
 
 
 def format_checksum(crcs: list[int]) -> str:
@@ -158,9 +170,9 @@ def checksum(path: str) -> str:
         extents = data_extents(fd, size)
     finally:
         os.close(fd)
-    hasher = BlockHasher(path, size, extents).start()
+    hasher = BlockHasher(path, size, extents)
     hasher.advance(size)
-    return hasher.result()
+    return hasher.start().result()
 
 
 # A chunk hook gets (bytes about to be copied) and returns how many bytes may be

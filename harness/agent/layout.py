@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,7 @@ def check_uuid(value: Any, name: str) -> str:
 
 def write_json_atomic(path: Path, data: dict[str, Any], fsync: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, sort_keys=True)
         if fsync:

@@ -44,6 +44,7 @@ class Task:
         self.updated: float = record.get("updated", self.created)
         self.agent_pid: int = record.get("agent_pid", os.getpid())
         self.stop_event = threading.Event()
+        self.lock = threading.RLock()  # state changes and record writes, one at a time
         self.saved_at = 0.0
 
     @property
@@ -113,8 +114,9 @@ class TaskStore:
             self.tasks[task.id] = task
 
     def save(self, task: Task) -> None:
-        task.saved_at = time.monotonic()
-        write_json_atomic(self.dir / f"{task.id}.json", task.record())
+        with task.lock:
+            task.saved_at = time.monotonic()
+            write_json_atomic(self.dir / f"{task.id}.json", task.record())
 
     def create(self, verb: str, params: dict[str, Any], tag: str | None) -> Task:
         task = Task(
@@ -145,15 +147,16 @@ class TaskStore:
 
     def stop(self, taskID: str) -> Task:
         task = self.get(taskID)
-        if task.done:
-            raise TaskStateError(
-                f"Operation is not allowed in this task state: {task.id} is {task.state}",
-                taskID=task.id,
-                state=task.state,
-            )
-        task.stop_event.set()
-        task.state = "aborting"
-        self.save(task)
+        with task.lock:
+            if task.done:
+                raise TaskStateError(
+                    f"Operation is not allowed in this task state: {task.id} is {task.state}",
+                    taskID=task.id,
+                    state=task.state,
+                )
+            task.stop_event.set()
+            task.state = "aborting"
+            self.save(task)
         return task
 
     def clear(self, taskID: str) -> None:
@@ -183,9 +186,10 @@ class TaskStore:
                 extra = {"error": type(exc).__name__}
             finally:
                 finally_()  # release the image locks before anyone can see the end
-            task.result = {**task.result, **extra}
-            task.code, task.message, task.updated = code, message, time.time()
-            task.state = state
-            self.save(task)
+            with task.lock:
+                task.result = {**task.result, **extra}
+                task.code, task.message, task.updated = code, message, time.time()
+                task.state = state
+                self.save(task)
 
         threading.Thread(target=body, name=f"task-{task.id[:8]}", daemon=True).start()
