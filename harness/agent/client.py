@@ -232,4 +232,4 @@ def wait_for_agent(socket_path: str | Path, timeout: float = 10.0) -> dict[str, 
         except AgentUnavailable:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.02)
+            time.sleep(0.005)

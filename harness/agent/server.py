@@ -148,13 +148,16 @@ class Agent:
         sp = check_uuid(spUUID, "spUUID") if spUUID is not None else None
         return sd, self.root.domain_meta(sd, sp)
 
-    def _lock_images(self, keys: list[tuple[str, str]], taskID: str) -> None:
+    def _check_unlocked(self, keys: list[tuple[str, str]]) -> None:
         for key in keys:
             if key in self.busy:
                 raise ImageLocked(
                     f"image group {key[1]} on domain {key[0]} is locked by task {self.busy[key]}",
                     sdUUID=key[0], imgUUID=key[1], taskID=self.busy[key],
                 )
+
+    def _lock_images(self, keys: list[tuple[str, str]], taskID: str) -> None:
+        self._check_unlocked(keys)
         for key in keys:
             self.busy[key] = taskID
 
@@ -230,6 +233,7 @@ class Agent:
         if tag is not None and not isinstance(tag, str):
             raise InvalidParameter("tag must be a string")
         with self.lock:
+            self._check_unlocked([(src, img), (dst, img)])
             chain = self.root.chain(src, img)
             if not chain:
                 raise ImageDoesNotExistInSD(f"Image has no volumes: image={img}, domain={src}",
@@ -368,6 +372,7 @@ class Agent:
         sd, _ = self._domain(sdUUID, spUUID)
         img = check_uuid(imgUUID, "imgUUID")
         with self.lock:
+            self._check_unlocked([(sd, img)])
             if not self.root.removal_dir(sd, img).exists():
                 self.root.require_image(sd, img)
                 self._check_deletable(sd, img)

@@ -2,7 +2,7 @@
 
 - ``agent``: an :class:`agenttools.AgentProcess` already started (``.kill()``
   SIGKILLs it, ``.restart()`` starts a new one on the same root, ``.stop()``
-  SIGTERMs it);
+  SIGTERMs it); ``restart_agent()`` does the kill and the new start;
 - ``client`` / ``sim``: StorageClient and SimControl on its socket;
 - ``pool``: a pool id and two domains (``pool.src``, ``pool.dst``) of 1 GiB each.
 """
@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,12 @@ def agent(agent_root: Path) -> Iterator[AgentProcess]:
     finally:
         proc.kill()
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+@pytest.fixture
+def restart_agent(agent: AgentProcess) -> Callable[[], AgentProcess]:
+    """SIGKILL the agent and start a new one on the same root and socket."""
+    return agent.restart
 
 
 @pytest.fixture

@@ -148,6 +148,9 @@ def test_second_task_on_a_busy_image_group_is_refused(
     with pytest.raises(E.ImageLocked) as exc:
         client.delete_image(pool.sp, pool.src, img)
     assert exc.value.details["taskID"] == task
+    with pytest.raises(E.ImageLocked):
+        client.move_image(pool.sp, pool.src, pool.dst, img, COPY, force=True)
+    assert list(client.get_all_tasks_statuses()) == [task]  # the refusals left no task behind
     client.stop_task(task)
     client.wait_task(task)
     assert client.wait_task(client.delete_image(pool.sp, pool.src, img))["taskResult"] == "success"
@@ -205,3 +208,26 @@ def test_deletion_fault_and_crash_mid_deletion(
     assert client.wait_task(client.delete_image(pool.sp, pool.src, img))["taskResult"] == "success"
     assert client.get_domain_info(pool.sp, pool.src)["removing"] == []
     assert not any((agent_root / "domains" / pool.src / "images").iterdir())
+
+
+def test_a_restarted_agent_reports_every_task_it_had(
+    restart_agent: Any, client: StorageClient, sim: SimControl, pool: Pool
+) -> None:
+    ok_img, _ = make_image(sim, pool.src, mib=1, seed=1)
+    bad_img, _ = make_image(sim, pool.src, mib=1, seed=2)
+    sim.add_fault("copy_fail_after", imgUUID=bad_img, bytes=4096)
+    ok = client.move_image(pool.sp, pool.src, pool.dst, ok_img, MOVE, tag="a")
+    bad = client.move_image(pool.sp, pool.src, pool.dst, bad_img, COPY, tag="b")
+    before = {t: client.wait_task(t) for t in (ok, bad)}
+    old_pid = client.ping()["pid"]
+    restart_agent()
+    assert client.ping()["pid"] != old_pid
+    after = client.get_all_tasks_statuses()
+    assert set(after) == {ok, bad}
+    for t in (ok, bad):
+        assert {k: after[t][k] for k in ("taskResult", "code", "message", "tag", "result", "progress")} \
+            == {k: before[t][k] for k in ("taskResult", "code", "message", "tag", "result", "progress")}
+    assert after[ok]["result"]["source_deleted"] is True and after[bad]["code"] == 261
+    client.clear_task(ok)
+    restart_agent()
+    assert list(client.get_all_tasks_statuses()) == [bad]
