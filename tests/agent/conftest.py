@@ -4,6 +4,8 @@
   SIGKILLs it, ``.restart()`` starts a new one on the same root, ``.stop()``
   SIGTERMs it); ``restart_agent()`` does the kill and the new start;
 - ``client`` / ``sim``: StorageClient and SimControl on its socket;
+- ``module_agent``: one agent shared by a module (override ``agent`` and
+  ``agent_root`` with it in modules whose tests do not kill it);
 - ``pool``: a pool id and two domains (``pool.src``, ``pool.dst``) of 1 GiB each.
 """
 
@@ -29,17 +31,28 @@ def agent_root(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def agent(agent_root: Path) -> Iterator[AgentProcess]:
+def _run_agent(root: Path) -> Iterator[AgentProcess]:
     # A Unix socket path must stay under 108 bytes: keep it in a short temp dir.
     sockdir = tempfile.mkdtemp(prefix="mda-", dir="/tmp")
-    proc = AgentProcess(agent_root, os.path.join(sockdir, "agent.sock"))
+    proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
     proc.start()
     try:
         yield proc
     finally:
         proc.kill()
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+@pytest.fixture
+def agent(agent_root: Path) -> Iterator[AgentProcess]:
+    yield from _run_agent(agent_root)
+
+
+@pytest.fixture(scope="module")
+def module_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """One agent for a whole module whose tests neither kill it nor count every task
+    (each test makes its own domains, so tests do not see each other's image groups)."""
+    yield from _run_agent(tmp_path_factory.mktemp("agent"))
 
 
 @pytest.fixture

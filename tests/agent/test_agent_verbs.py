@@ -15,6 +15,23 @@ from harness.errors import DeletionBlocked, InsufficientSpace, MalformedId, Wron
 MiB = 1 << 20
 
 
+# One agent for the module (none of these tests kills it); each test makes its own pool.
+@pytest.fixture
+def agent(module_agent: AgentProcess) -> AgentProcess:
+    return module_agent
+
+
+@pytest.fixture
+def agent_root(module_agent: AgentProcess) -> Path:
+    return module_agent.root
+
+
+def state(root: Path, pool: Pool) -> dict[str, dict[str, tuple[int, str]]]:
+    """The files of the test's two domains and every task record (the agent is shared)."""
+    return {name: snapshot(root / sub) for name, sub in
+            (("src", f"domains/{pool.src}"), ("dst", f"domains/{pool.dst}"), ("tasks", "tasks"))}
+
+
 def make_chain(sim: SimControl, sd: str, sizes: int = 4 * MiB) -> tuple[str, list[str]]:
     """A 3-volume chain: a sparse base with two data runs, a middle with one, a small leaf."""
     img, vols = new_id(), [new_id() for _ in range(3)]
@@ -81,10 +98,11 @@ def test_tasks_are_found_by_tag_listed_and_cleared(
     client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
 ) -> None:
     img, _ = make_chain(sim, pool.src)
-    task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY, tag="command-42")
+    tag = f"command-{new_id()}"
+    task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY, tag=tag)
     client.wait_task(task)
-    assert [s["taskID"] for s in client.tasks_by_tag("command-42")] == [task]
-    assert client.tasks_by_tag("other") == []
+    assert [s["taskID"] for s in client.tasks_by_tag(tag)] == [task]
+    assert client.tasks_by_tag(new_id()) == []
     assert task in client.get_all_tasks_statuses()
     assert (agent_root / "tasks" / f"{task}.json").exists()
     assert client.clear_task(task)
@@ -146,12 +164,12 @@ def test_template_deletion_is_refused_while_dependents_exist(
     # linked, not copied: the dependent directory holds the template's inode
     assert os.path.samefile(volume_path(agent_root, pool.src, tmpl_img, tmpl_vol),
                             volume_path(agent_root, pool.src, disks[0], tmpl_vol))
-    before = snapshot(agent_root)
+    before = state(agent_root, pool)
     with pytest.raises(E.CannotDeleteSharedVolume) as exc:
         client.delete_image(pool.sp, pool.src, tmpl_img)
     assert exc.value.vdsm_code == 223 and isinstance(exc.value, DeletionBlocked)
     assert {d["imgUUID"] for d in exc.value.details["dependents"]} == set(disks)
-    assert snapshot(agent_root) == before
+    assert state(agent_root, pool) == before
     # deleting one dependent leaves the template intact; the other still blocks
     client.wait_task(client.delete_image(pool.sp, pool.src, disks[0]))
     assert volume_path(agent_root, pool.src, tmpl_img, tmpl_vol).stat().st_nlink == 2
@@ -202,11 +220,11 @@ def test_full_destination_refuses_the_copy(
 ) -> None:
     img, _ = make_chain(sim, pool.src)
     sim.fill_domain(pool.dst)
-    before = snapshot(agent_root)
+    before = state(agent_root, pool)
     with pytest.raises(E.NoSpaceLeftOnDomain) as exc:
         client.move_image(pool.sp, pool.src, pool.dst, img, COPY)
     assert exc.value.vdsm_code == 397 and isinstance(exc.value, InsufficientSpace)
-    assert snapshot(agent_root) == before
+    assert state(agent_root, pool) == before
     sim.set_capacity(pool.dst, 1 << 30)
     assert client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY))[
         "taskResult"] == "success"
@@ -244,7 +262,8 @@ def test_bad_request_gets_a_typed_error_and_changes_no_file(
     case: str, error: type[E.AgentError], code: int,
 ) -> None:
     img, _ = make_chain(sim, pool.src)
-    before = snapshot(agent_root)
+    tasks_before = client.get_all_tasks_statuses()
+    before = state(agent_root, pool)
     calls = {
         "unknown domain": lambda: client.move_image(pool.sp, pool.src, new_id(), img, COPY),
         "other pool": lambda: client.move_image(new_id(), pool.src, pool.dst, img, COPY),
@@ -257,8 +276,8 @@ def test_bad_request_gets_a_typed_error_and_changes_no_file(
     with pytest.raises(error) as exc:
         calls[case]()
     assert exc.value.vdsm_code == code
-    assert snapshot(agent_root) == before
-    assert client.get_all_tasks_statuses() == {}
+    assert state(agent_root, pool) == before
+    assert client.get_all_tasks_statuses() == tasks_before
     if case in ("unknown domain", "other pool"):
         assert isinstance(exc.value, WrongStorageDomain)
     if case == "malformed id":
@@ -269,7 +288,7 @@ def test_bad_delete_requests_change_no_file(
     client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
 ) -> None:
     make_chain(sim, pool.src)
-    before = snapshot(agent_root)
+    before = state(agent_root, pool)
     with pytest.raises(E.ImageDoesNotExistInSD):
         client.delete_image(pool.sp, pool.src, new_id())
     with pytest.raises(E.StorageDomainDoesNotExist):
@@ -280,4 +299,4 @@ def test_bad_delete_requests_change_no_file(
         client.get_task_status(new_id())
     with pytest.raises(E.ProtocolError):
         client.call("Image.explode")
-    assert snapshot(agent_root) == before
+    assert state(agent_root, pool) == before
