@@ -172,10 +172,13 @@ class Agent:
     def _take_faults(self, prefix: str, domains: tuple[str, ...], imgUUID: str) -> list[Fault]:
         with self.lock:
             taken = [f for f in self.faults if f.matches(prefix, domains, imgUUID)]
+            spent = set()
             for f in taken:
-                if f.count > 0:
+                if f.count > 0:  # 0: until cleared
                     f.count -= 1
-            self.faults = [f for f in self.faults if f.count != 0]
+                    if f.count == 0:
+                        spent.add(f.id)
+            self.faults = [f for f in self.faults if f.id not in spent]
             return taken
 
     # --- VDSM verbs: read ---------------------------------------------------------------

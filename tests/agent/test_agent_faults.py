@@ -231,3 +231,25 @@ def test_a_restarted_agent_reports_every_task_it_had(
     client.clear_task(ok)
     restart_agent()
     assert list(client.get_all_tasks_statuses()) == [bad]
+
+
+def test_faults_last_for_their_count_or_until_cleared(
+    client: StorageClient, sim: SimControl, pool: Pool
+) -> None:
+    imgs = [make_image(sim, pool.src, mib=1, seed=s)[0] for s in range(4)]
+    once = sim.add_fault("copy_fail_after", imgUUID=imgs[0], bytes=0)
+    always = sim.add_fault("copy_fail_after", sdUUID=pool.dst, bytes=0, count=0, imgUUID=imgs[1])
+    assert [f["faultID"] for f in sim.list_faults()] == [once, always]
+
+    def copy(img: str) -> int:
+        return int(client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY,
+                                                      force=True))["code"])
+
+    assert copy(imgs[0]) == 261 and copy(imgs[0]) == 0  # once: the retry works
+    assert copy(imgs[1]) == 261 and copy(imgs[1]) == 261  # until cleared
+    assert copy(imgs[2]) == 0  # other image groups are not affected
+    assert [f["faultID"] for f in sim.list_faults()] == [always]
+    assert sim.clear_faults() == 1 and sim.list_faults() == []
+    assert copy(imgs[1]) == 0
+    with pytest.raises(E.InvalidParameter):
+        sim.add_fault("explode")
