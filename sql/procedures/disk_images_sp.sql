@@ -111,20 +111,27 @@ RETURNS SETOF images_storage_domain_view
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
+DECLARE
+    v_chain UUID[];
 BEGIN
-    RETURN QUERY
-    WITH RECURSIVE image_list AS (
-        SELECT isdv.*
-        FROM images_storage_domain_view AS isdv
-        WHERE isdv.image_guid = v_image_guid
+    -- The chain is walked on images (by primary key) first, then the view is read by those ids:
+    -- walking the view itself let the planner scan every volume.
+    WITH RECURSIVE chain (image_guid, parentid, image_group_id, depth) AS (
+        SELECT images.image_guid, images.parentid, images.image_group_id, 0
+        FROM images
+        WHERE images.image_guid = v_image_guid
         UNION ALL
-        SELECT isdv.*
-        FROM images_storage_domain_view AS isdv
-        INNER JOIN image_list
-            ON isdv.image_guid = image_list.parentid
-                AND isdv.image_group_id = image_list.image_group_id
+        SELECT images.image_guid, images.parentid, images.image_group_id, chain.depth + 1
+        FROM images
+        INNER JOIN chain
+            ON images.image_guid = chain.parentid
+                AND images.image_group_id = chain.image_group_id
     )
-    SELECT * FROM image_list;
+    SELECT array_agg(chain.image_guid ORDER BY chain.depth) INTO v_chain FROM chain;
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE image_guid = ANY(v_chain)
+    ORDER BY array_position(v_chain, image_guid);
 END;
 $procedure$;
 
