@@ -54,8 +54,11 @@ RETURNS SETOF images_storage_domain_view
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
+DECLARE
+    v_base UUID;
 BEGIN
-    RETURN QUERY
+    -- The chain is walked on images (by primary key) first, then the view is read by that id:
+    -- joining the recursive walk to the view let the planner scan every volume.
     WITH RECURSIVE chain (image_guid, parentid) AS (
         SELECT images.image_guid, images.parentid
         FROM images
@@ -65,10 +68,13 @@ BEGIN
         FROM images
         INNER JOIN chain ON images.image_guid = chain.parentid
     )
-    SELECT isdv.*
+    SELECT chain.image_guid INTO v_base
     FROM chain
-    INNER JOIN images_storage_domain_view AS isdv ON chain.image_guid = isdv.image_guid
     WHERE chain.parentid = '00000000-0000-0000-0000-000000000000'
+    LIMIT 1;
+    RETURN QUERY
+    SELECT * FROM images_storage_domain_view
+    WHERE image_guid = v_base
         AND v_is_filtered IS NOT TRUE;
 END;
 $procedure$;
