@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -62,6 +64,22 @@ def drop_database(cluster: ThrowawayCluster, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def databases(pg_cluster: ThrowawayCluster) -> Any:
+    """``databases.create(name, template=None)`` / ``databases.drop(name)`` for wider scopes."""
+
+    class Databases:
+        @staticmethod
+        def create(name: str, template: str | None = None) -> str:
+            return create_database(pg_cluster, name, template)
+
+        @staticmethod
+        def drop(name: str) -> None:
+            drop_database(pg_cluster, name)
+
+    return Databases()
+
+
+@pytest.fixture(scope="session")
 def template_db(pg_cluster: ThrowawayCluster) -> str:
     dsn = create_database(pg_cluster, TEMPLATE)
     t0 = time.perf_counter()
@@ -85,6 +103,21 @@ def db(shared_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     finally:
         conn.rollback()
         conn.close()
+
+
+RELEASE_1 = Path(__file__).resolve().parent / "fixtures" / "release_1.sql"
+
+
+@pytest.fixture
+def release_1_dsn(new_db: Callable[..., str], pg_cluster: ThrowawayCluster) -> str:
+    """A database of the first release (tests/fixtures/release_1.sql: schema and rows)."""
+    dsn = new_db(deployed=False)
+    subprocess.run(
+        [str(pg_cluster.binaries.program("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         "-f", str(RELEASE_1), "-d", dsn],
+        check=True, capture_output=True, text=True,
+    )
+    return dsn
 
 
 @pytest.fixture

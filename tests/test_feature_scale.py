@@ -55,17 +55,15 @@ QUERIES = {
 
 
 @pytest.fixture(scope="module")
-def big(pg_cluster, template_db):
+def big(databases, template_db):
     """One database with 1,000,000 images, shared by the tests of this module."""
-    from conftest import create_database, drop_database
-
-    dsn = create_database(pg_cluster, "movedisk_scale", template_db)
+    dsn = databases.create("movedisk_scale", template_db)
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         scale.populate(conn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     yield dsn
-    drop_database(pg_cluster, "movedisk_scale")
+    databases.drop("movedisk_scale")
 
 
 def test_the_database_has_the_promised_size(big) -> None:

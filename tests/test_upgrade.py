@@ -6,8 +6,6 @@ engine schema before the feature), frozen when release 1 was cut.
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,17 +16,6 @@ from psycopg.rows import dict_row
 
 from harness.deploy import catalog_snapshot, deploy
 from harness.sqlfiles import SqlTree
-
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "release_1.sql"
-
-
-def load_release_1(cluster: Any, dsn: str) -> None:
-    subprocess.run(
-        [str(cluster.binaries.program("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-         "-f", str(FIXTURE), "-d", dsn],
-        check=True, capture_output=True, text=True,
-    )
-
 
 def table_rows(conn: psycopg.Connection[Any], columns: dict[str, list[str]]) -> dict[str, list]:
     """Every row of every table, restricted to the columns release 1 had, sorted."""
@@ -59,13 +46,6 @@ def release_1_columns(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
 
 def url(cluster: Any, dsn: str) -> str:
     return f"postgresql://postgres@127.0.0.1:{cluster.port}/{dsn.rsplit('dbname=', 1)[1]}"
-
-
-@pytest.fixture
-def release_1_dsn(new_db, pg_cluster, template_db) -> str:  # template_db: roles exist
-    dsn = new_db(deployed=False)
-    load_release_1(pg_cluster, dsn)
-    return dsn
 
 
 def test_release_1_upgrades_to_the_fresh_schema_keeping_every_row(
