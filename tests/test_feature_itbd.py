@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_feature_rows import make_disk, move_phase1, move_phase3, new_id, refused, setup
+from feature_rows import make_disk, move_phase1, move_phase3, new_id, refused, setup
 
 
 def test_insert_get_and_delete_rows(db) -> None:

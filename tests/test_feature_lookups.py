@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_feature_rows import move_phase1, move_phase3, setup
+from feature_rows import move_phase1, move_phase3, setup
 
 NEW_COLUMNS = ["is_temporary", "src_image_id", "src_image_group_id", "src_storage",
                "dest_storage", "leftover_image_ids", "leftover_count"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from test_feature_rows import (
+from feature_rows import (
     ACTIVE,
     GB,
     ILLEGAL,

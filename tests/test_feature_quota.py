@@ -3,7 +3,7 @@ a disk in flight on both domains, never a byte twice on one domain."""
 
 from __future__ import annotations
 
-from test_feature_rows import GB, make_quota, move_phase1, move_phase3, setup
+from feature_rows import GB, make_quota, move_phase1, move_phase3, setup
 
 SIZE = 10 * GB
 ACTUAL = [1 * GB, 2 * GB, 3 * GB]
@@ -81,7 +81,7 @@ def test_a_failed_move_counts_the_disk_on_the_source_only(db) -> None:
 def test_usage_goes_to_each_disk_own_quota(db) -> None:
     s = setup(db, volumes=1, size=SIZE, actual_sizes=[GB])
     other = make_quota(db, s.pool)
-    from test_feature_rows import make_disk
+    from feature_rows import make_disk
 
     make_disk(db, s.src, volumes=1, size=4 * GB, actual_sizes=[GB], quota=other)
     assert quota_usage(db, s.quota, s.src)["used_bytes"] == SIZE

@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 
 from harness.deploy import deploy
 from harness.errors import DeployError
-from test_feature_rows import new_id, setup
+from feature_rows import new_id, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 UPGRADE = "upgrade/0001_images_to_be_deleted.sql"

@@ -20,6 +20,9 @@ END;
 $procedure$;
 
 -- GetDiskByDiskId: the disk with that id, by its active volume.
+-- The view de-duplicates by volume (DISTINCT ON image_guid) and aggregates storage per
+-- volume: a filter on the disk id cannot reach the indexes below them, an equality on the
+-- volume id can. So the disk's volumes are found by index first, then read one by one.
 CREATE OR REPLACE FUNCTION GetDiskByDiskId(
     v_disk_id UUID,
     v_user_id UUID,
@@ -29,11 +32,21 @@ RETURNS SETOF all_disks
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
+DECLARE
+    v_image_guid UUID;
 BEGIN
-    RETURN QUERY
-    SELECT * FROM all_disks
-    WHERE image_group_id = v_disk_id
-        AND v_is_filtered IS NOT TRUE;
+    IF v_is_filtered IS TRUE THEN
+        RETURN;
+    END IF;
+    FOR v_image_guid IN
+        SELECT i.image_guid FROM images AS i
+        WHERE i.image_group_id = v_disk_id AND i.active
+        ORDER BY i.image_guid
+    LOOP
+        RETURN QUERY
+        SELECT * FROM all_disks
+        WHERE all_disks.image_guid = v_image_guid;
+    END LOOP;
 END;
 $procedure$;
 
@@ -56,7 +69,8 @@ BEGIN
 END;
 $procedure$;
 
--- GetDiskAndSnapshotsByDiskId: every volume of the disk with that id.
+-- GetDiskAndSnapshotsByDiskId: every volume of the disk with that id (read volume by volume,
+-- as GetDiskByDiskId does, so that the lookups use the indexes).
 CREATE OR REPLACE FUNCTION GetDiskAndSnapshotsByDiskId(
     v_disk_id UUID,
     v_user_id UUID,
@@ -66,10 +80,20 @@ RETURNS SETOF all_disks_including_snapshots
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
+DECLARE
+    v_image_guid UUID;
 BEGIN
-    RETURN QUERY
-    SELECT * FROM all_disks_including_snapshots
-    WHERE image_group_id = v_disk_id
-        AND v_is_filtered IS NOT TRUE;
+    IF v_is_filtered IS TRUE THEN
+        RETURN;
+    END IF;
+    FOR v_image_guid IN
+        SELECT i.image_guid FROM images AS i
+        WHERE i.image_group_id = v_disk_id
+        ORDER BY i.image_guid
+    LOOP
+        RETURN QUERY
+        SELECT * FROM all_disks_including_snapshots AS a
+        WHERE a.image_guid = v_image_guid;
+    END LOOP;
 END;
 $procedure$;
