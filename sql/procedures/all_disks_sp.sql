@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION GetAllFromDisks(
     v_is_filtered BOOLEAN,
     v_include_temporary BOOLEAN DEFAULT TRUE
 )
-RETURNS SETOF all_disks
+RETURNS SETOF ALL_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -28,7 +28,7 @@ CREATE OR REPLACE FUNCTION GetDiskByDiskId(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF all_disks
+RETURNS SETOF ALL_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -57,7 +57,7 @@ CREATE OR REPLACE FUNCTION GetAllFromDisksIncludingSnapshots(
     v_is_filtered BOOLEAN,
     v_include_temporary BOOLEAN DEFAULT TRUE
 )
-RETURNS SETOF all_disks_including_snapshots
+RETURNS SETOF ALL_DISKS_INCLUDING_SNAPSHOTS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -76,7 +76,7 @@ CREATE OR REPLACE FUNCTION GetDiskAndSnapshotsByDiskId(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF all_disks_including_snapshots
+RETURNS SETOF ALL_DISKS_INCLUDING_SNAPSHOTS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

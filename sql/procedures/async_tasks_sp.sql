@@ -122,7 +122,7 @@ $procedure$;
 
 -- GetAllFromasync_tasks: every storage task tracked.
 CREATE OR REPLACE FUNCTION GetAllFromasync_tasks()
-RETURNS SETOF async_tasks
+RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -136,7 +136,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getasync_tasksBytask_id(
     v_task_id UUID
 )
-RETURNS SETOF async_tasks
+RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -151,7 +151,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAsyncTasksByVdsmTaskId(
     v_vdsm_task_id UUID
 )
-RETURNS SETOF async_tasks
+RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -166,7 +166,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAsyncTasksByStoragePoolId(
     v_storage_pool_id UUID
 )
-RETURNS SETOF async_tasks
+RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -1,6 +1,7 @@
 -- Events (oVirt audit_log_sp.sql names and parameters).
 
--- InsertAuditLog: records an event and answers its id; an alert already pending for that host and type is not repeated.
+-- InsertAuditLog: records an event and answers its id; an alert already pending for that host
+-- and type is not repeated.
 CREATE OR REPLACE FUNCTION InsertAuditLog(
     INOUT v_audit_log_id BIGINT,
     v_log_time TIMESTAMP WITH TIME ZONE,
@@ -134,7 +135,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAuditLogByAuditLogId(
     v_audit_log_id BIGINT
 )
-RETURNS SETOF audit_log
+RETURNS SETOF AUDIT_LOG
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -149,7 +150,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAuditLogLaterThenDate(
     v_date TIMESTAMP WITH TIME ZONE
 )
-RETURNS SETOF audit_log
+RETURNS SETOF AUDIT_LOG
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

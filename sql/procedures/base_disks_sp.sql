@@ -104,7 +104,7 @@ $procedure$;
 
 -- GetAllFromBaseDisks: every disk row.
 CREATE OR REPLACE FUNCTION GetAllFromBaseDisks()
-RETURNS SETOF base_disks
+RETURNS SETOF BASE_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -118,7 +118,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetBaseDiskByBaseDiskId(
     v_disk_id UUID
 )
-RETURNS SETOF base_disks
+RETURNS SETOF BASE_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -133,7 +133,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetBaseDisksByAlias(
     v_disk_alias VARCHAR(255)
 )
-RETURNS SETOF base_disks
+RETURNS SETOF BASE_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

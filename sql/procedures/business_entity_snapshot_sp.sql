@@ -46,7 +46,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION get_entity_snapshot_by_command_id(
     v_command_id UUID
 )
-RETURNS SETOF business_entity_snapshot
+RETURNS SETOF BUSINESS_ENTITY_SNAPSHOT
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -62,7 +62,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION get_entity_snapshot_by_id(
     v_id UUID
 )
-RETURNS SETOF business_entity_snapshot
+RETURNS SETOF BUSINESS_ENTITY_SNAPSHOT
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -147,7 +147,7 @@ BEGIN
 END;
 $procedure$;
 
--- UpdateCommandEntityStatus: sets the CommandStatus of a command (ACTIVE, SUCCEEDED, ENDED_SUCCESSFULLY, ...).
+-- UpdateCommandEntityStatus: sets the CommandStatus of a command (ACTIVE, SUCCEEDED, ...).
 CREATE OR REPLACE FUNCTION UpdateCommandEntityStatus(
     v_command_id UUID,
     v_status VARCHAR(20)
@@ -199,7 +199,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetCommandEntityByCommandEntityId(
     v_command_id UUID
 )
-RETURNS SETOF command_entities
+RETURNS SETOF COMMAND_ENTITIES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -212,7 +212,7 @@ $procedure$;
 
 -- GetAllFromCommandEntities: every persisted command.
 CREATE OR REPLACE FUNCTION GetAllFromCommandEntities()
-RETURNS SETOF command_entities
+RETURNS SETOF COMMAND_ENTITIES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -226,7 +226,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetCommandEntitiesByParentCmdId(
     v_root_command_id UUID
 )
-RETURNS SETOF command_entities
+RETURNS SETOF COMMAND_ENTITIES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -92,7 +92,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getdisk_image_dynamicByimage_id(
     v_image_id UUID
 )
-RETURNS SETOF disk_image_dynamic
+RETURNS SETOF DISK_IMAGE_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -105,7 +105,7 @@ $procedure$;
 
 -- GetAllFromdisk_image_dynamic: every run-time row.
 CREATE OR REPLACE FUNCTION GetAllFromdisk_image_dynamic()
-RETURNS SETOF disk_image_dynamic
+RETURNS SETOF DISK_IMAGE_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION GetImageByImageGuid(
     v_image_guid UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -18,7 +18,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetVmImageByImageGuid(
     v_image_guid UUID
 )
-RETURNS SETOF vm_images_view
+RETURNS SETOF VM_IMAGES_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -33,7 +33,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetSnapshotByGuid(
     v_image_guid UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -50,7 +50,7 @@ CREATE OR REPLACE FUNCTION GetAncestralImageByImageGuid(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -83,7 +83,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetSnapshotsByStorageDomainId(
     v_storage_domain_id UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -98,7 +98,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetSnapshotByParentGuid(
     v_parent_guid UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -113,7 +113,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetSnapshotByLeafGuid(
     v_image_guid UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -145,7 +145,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetSnapshotsByVmSnapshotId(
     v_vm_snapshot_id UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -160,7 +160,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetSnapshotsByImageGroupId(
     v_image_group_id UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -176,7 +176,7 @@ CREATE OR REPLACE FUNCTION GetDiskSnapshotForVmSnapshot(
     v_image_group_id UUID,
     v_vm_snapshot_id UUID
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -194,7 +194,7 @@ CREATE OR REPLACE FUNCTION GetAllForStorageDomain(
     v_storage_domain_id UUID,
     v_include_temporary BOOLEAN DEFAULT TRUE
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -214,7 +214,7 @@ CREATE OR REPLACE FUNCTION GetDiskImageByDiskAndImageIds(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF images_storage_domain_view
+RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

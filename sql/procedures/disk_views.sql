@@ -6,10 +6,10 @@
 -- vms_for_disk_view: the VMs and templates each disk is attached to.
 CREATE OR REPLACE VIEW vms_for_disk_view AS
 SELECT
-    ARRAY_AGG(vm_static.vm_name) AS array_vm_names,
     vm_device.device_id,
     vm_static.entity_type,
-    ARRAY_AGG(vm_static.template_version_name) AS array_template_version_name
+    array_agg(vm_static.vm_name) AS array_vm_names,
+    array_agg(vm_static.template_version_name) AS array_template_version_name
 FROM vm_static
 INNER JOIN vm_device ON vm_static.vm_guid = vm_device.vm_id
 WHERE vm_device.device = 'disk'
@@ -17,8 +17,9 @@ GROUP BY vm_device.device_id, vm_static.entity_type;
 
 -- images_storage_domain_view: one row per volume and storage domain holding it, with its
 -- disk, placement, data center, quota and statistics.
+-- Columns in oVirt's order (row mappers and positional readers expect it), hence noqa ST06.
 CREATE OR REPLACE VIEW images_storage_domain_view AS
-SELECT
+SELECT  -- noqa: ST06
     images.image_guid,
     storage_domain_static.storage_name,
     storage_pool_iso_map.storage_pool_id,
@@ -42,9 +43,9 @@ SELECT
     images.volume_classification,
     images.sequence_number,
     vms_for_disk_view.entity_type,
-    ARRAY_TO_STRING(vms_for_disk_view.array_vm_names, ',') AS vm_names,
-    COALESCE(ARRAY_UPPER(vms_for_disk_view.array_vm_names, 1), 0) AS number_of_vms,
-    ARRAY_TO_STRING(vms_for_disk_view.array_template_version_name, ',') AS template_version_names,
+    array_to_string(vms_for_disk_view.array_vm_names, ',') AS vm_names,
+    coalesce(array_upper(vms_for_disk_view.array_vm_names, 1), 0) AS number_of_vms,
+    array_to_string(vms_for_disk_view.array_template_version_name, ',') AS template_version_names,
     base_disks.disk_id,
     base_disks.disk_alias,
     base_disks.disk_description,
@@ -107,15 +108,15 @@ WHERE images.image_guid != '00000000-0000-0000-0000-000000000000';
 CREATE OR REPLACE VIEW storage_for_image_view AS
 SELECT
     images.image_guid AS image_id,
-    ARRAY_TO_STRING(ARRAY_AGG(storage_domain_static.id), ',') AS storage_id,
-    ARRAY_TO_STRING(ARRAY_AGG(storage_domain_static.storage_type), ',') AS storage_type,
-    ARRAY_TO_STRING(ARRAY_AGG(storage_domain_static.storage_name), ',') AS storage_name,
-    ARRAY_TO_STRING(ARRAY_AGG(COALESCE(quota.id::VARCHAR, '')), ',') AS quota_id,
-    ARRAY_TO_STRING(ARRAY_AGG(COALESCE(quota.quota_name, '')), ',') AS quota_name,
-    ARRAY_TO_STRING(
-        ARRAY_AGG(COALESCE(image_storage_domain_map.disk_profile_id::VARCHAR, '')), ','
+    array_to_string(array_agg(storage_domain_static.id), ',') AS storage_id,
+    array_to_string(array_agg(storage_domain_static.storage_type), ',') AS storage_type,
+    array_to_string(array_agg(storage_domain_static.storage_name), ',') AS storage_name,
+    array_to_string(array_agg(coalesce(quota.id::VARCHAR, '')), ',') AS quota_id,
+    array_to_string(array_agg(coalesce(quota.quota_name, '')), ',') AS quota_name,
+    array_to_string(
+        array_agg(coalesce(image_storage_domain_map.disk_profile_id::VARCHAR, '')), ','
     ) AS disk_profile_id,
-    ARRAY_TO_STRING(ARRAY_AGG(''::VARCHAR), ',') AS disk_profile_name
+    array_to_string(array_agg(''::VARCHAR), ',') AS disk_profile_name
 FROM images
 LEFT JOIN image_storage_domain_map ON images.image_guid = image_storage_domain_map.image_id
 LEFT JOIN storage_domain_static
@@ -274,7 +275,9 @@ INNER JOIN base_disks ON isdv.image_group_id = base_disks.disk_id
 ORDER BY isdv.image_guid;
 
 -- all_disks: every disk, by its active (leaf) volume.
+-- SELECT * as oVirt defines it: all_disks has exactly the columns of
+-- all_disks_including_snapshots, frozen when the view is created (noqa AM04).
 CREATE OR REPLACE VIEW all_disks AS
-SELECT *
+SELECT *  -- noqa: AM04
 FROM all_disks_including_snapshots
 WHERE active IS NULL OR active = TRUE;

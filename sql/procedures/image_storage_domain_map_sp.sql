@@ -61,7 +61,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getimage_storage_domain_mapByimage_id(
     v_image_id UUID
 )
-RETURNS SETOF image_storage_domain_map
+RETURNS SETOF IMAGE_STORAGE_DOMAIN_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -76,7 +76,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getimage_storage_domain_mapBystorage_domain_id(
     v_storage_domain_id UUID
 )
-RETURNS SETOF image_storage_domain_map
+RETURNS SETOF IMAGE_STORAGE_DOMAIN_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -184,7 +184,7 @@ $procedure$;
 
 -- GetAllFromImages: every volume row.
 CREATE OR REPLACE FUNCTION GetAllFromImages()
-RETURNS SETOF images
+RETURNS SETOF IMAGES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -198,7 +198,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImageByImageId(
     v_image_guid UUID
 )
-RETURNS SETOF images
+RETURNS SETOF IMAGES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

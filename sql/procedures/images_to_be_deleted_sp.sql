@@ -36,7 +36,7 @@ $procedure$;
 
 -- GetImageToBeDeletedByImageId: the row of temporary image v_image_id (none if not temporary).
 CREATE OR REPLACE FUNCTION GetImageToBeDeletedByImageId(v_image_id UUID)
-RETURNS SETOF images_to_be_deleted
+RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -50,7 +50,7 @@ $procedure$;
 
 -- GetAllFromImagesToBeDeleted: every temporary image's row, oldest first.
 CREATE OR REPLACE FUNCTION GetAllFromImagesToBeDeleted()
-RETURNS SETOF images_to_be_deleted
+RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -64,7 +64,7 @@ $procedure$;
 
 -- GetImagesToBeDeletedBySrcImageGroupId: the temporary images standing for volumes of that disk.
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcImageGroupId(v_src_image_group_id UUID)
-RETURNS SETOF images_to_be_deleted
+RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -78,7 +78,7 @@ $procedure$;
 
 -- GetImagesToBeDeletedBySrcImageId: the temporary images standing for that source volume.
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcImageId(v_src_image_id UUID)
-RETURNS SETOF images_to_be_deleted
+RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -92,7 +92,7 @@ $procedure$;
 
 -- GetImagesToBeDeletedBySrcStorage: the temporary images whose leftover is on that domain.
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcStorage(v_src_storage UUID)
-RETURNS SETOF images_to_be_deleted
+RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -106,7 +106,7 @@ $procedure$;
 
 -- GetImagesToBeDeletedByImageGroupId: the rows of the volumes of temporary disk v_image_group_id.
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedByImageGroupId(v_image_group_id UUID)
-RETURNS SETOF images_to_be_deleted
+RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

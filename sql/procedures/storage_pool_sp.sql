@@ -85,7 +85,7 @@ CREATE OR REPLACE FUNCTION GetAllFromstorage_pool(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF storage_pool
+RETURNS SETOF STORAGE_POOL
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -102,7 +102,7 @@ CREATE OR REPLACE FUNCTION Getstorage_poolByid(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF storage_pool
+RETURNS SETOF STORAGE_POOL
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -118,7 +118,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getstorage_poolsByStorageDomainId(
     v_storage_domain_id UUID
 )
-RETURNS SETOF storage_pool
+RETURNS SETOF STORAGE_POOL
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -195,7 +195,7 @@ CREATE OR REPLACE FUNCTION Getstorage_pool_iso_mapBystorage_idAndBystorage_pool_
     v_storage_id UUID,
     v_storage_pool_id UUID
 )
-RETURNS SETOF storage_pool_iso_map
+RETURNS SETOF STORAGE_POOL_ISO_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -211,7 +211,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getstorage_pool_iso_mapsBystorage_id(
     v_storage_id UUID
 )
-RETURNS SETOF storage_pool_iso_map
+RETURNS SETOF STORAGE_POOL_ISO_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -224,7 +224,7 @@ $procedure$;
 
 -- GetAllFromstorage_pool_iso_map: every attachment.
 CREATE OR REPLACE FUNCTION GetAllFromstorage_pool_iso_map()
-RETURNS SETOF storage_pool_iso_map
+RETURNS SETOF STORAGE_POOL_ISO_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

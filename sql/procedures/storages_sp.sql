@@ -135,7 +135,7 @@ $procedure$;
 
 -- GetAllFromstorage_domain_static: every storage domain's configuration.
 CREATE OR REPLACE FUNCTION GetAllFromstorage_domain_static()
-RETURNS SETOF storage_domain_static
+RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -149,7 +149,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getstorage_domain_staticByid(
     v_id UUID
 )
-RETURNS SETOF storage_domain_static
+RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -164,7 +164,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getstorage_domain_staticByName(
     v_name VARCHAR(250)
 )
-RETURNS SETOF storage_domain_static
+RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -179,7 +179,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getstorage_domain_staticBystorage_pool_id(
     v_storage_pool_id UUID
 )
-RETURNS SETOF storage_domain_static
+RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -254,7 +254,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getstorage_domain_dynamicByid(
     v_id UUID
 )
-RETURNS SETOF storage_domain_dynamic
+RETURNS SETOF STORAGE_DOMAIN_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -267,7 +267,7 @@ $procedure$;
 
 -- GetAllFromstorage_domain_dynamic: every space row.
 CREATE OR REPLACE FUNCTION GetAllFromstorage_domain_dynamic()
-RETURNS SETOF storage_domain_dynamic
+RETURNS SETOF STORAGE_DOMAIN_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -282,7 +282,7 @@ CREATE OR REPLACE FUNCTION GetAllFromstorage_domains(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF storage_domains
+RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -298,7 +298,7 @@ CREATE OR REPLACE FUNCTION Getstorage_domains_By_id_and_by_storage_pool_id(
     v_id UUID,
     v_storage_pool_id UUID
 )
-RETURNS SETOF storage_domains
+RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -316,7 +316,7 @@ CREATE OR REPLACE FUNCTION Getstorage_domains_By_storagePoolId(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF storage_domains
+RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -328,13 +328,14 @@ BEGIN
 END;
 $procedure$;
 
--- Getstorage_domain_by_type_storagePoolId_and_status: the domains of a data center with that type and status (NULL status: any).
+-- Getstorage_domain_by_type_storagePoolId_and_status: a data center's domains of that type
+-- and status (NULL status: any).
 CREATE OR REPLACE FUNCTION Getstorage_domain_by_type_storagePoolId_and_status(
     v_storage_domain_type INTEGER,
     v_storage_pool_id UUID,
     v_status INTEGER
 )
-RETURNS SETOF storage_domains
+RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -351,7 +352,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION Getstorage_domains_List_By_ImageId(
     v_image_id UUID
 )
-RETURNS SETOF storage_domains
+RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -120,7 +120,7 @@ CREATE OR REPLACE FUNCTION GetVmDeviceByDeviceId(
     v_device_id UUID,
     v_vm_id UUID
 )
-RETURNS SETOF vm_device
+RETURNS SETOF VM_DEVICE
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -138,7 +138,7 @@ CREATE OR REPLACE FUNCTION GetVmDeviceByVmId(
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
-RETURNS SETOF vm_device
+RETURNS SETOF VM_DEVICE
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -153,7 +153,7 @@ $procedure$;
 
 -- GetAllFromVmDevice: every device.
 CREATE OR REPLACE FUNCTION GetAllFromVmDevice()
-RETURNS SETOF vm_device
+RETURNS SETOF VM_DEVICE
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -1,4 +1,5 @@
--- VMs and templates: oVirt's InsertVmStatic / InsertVmTemplate with only the parameters of the columns kept, in oVirt's order.
+-- VMs and templates: oVirt's InsertVmStatic / InsertVmTemplate with only the parameters of the
+-- columns kept, in oVirt's order.
 
 -- InsertVmStatic: adds a VM.
 CREATE OR REPLACE FUNCTION InsertVmStatic(
@@ -138,7 +139,7 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetVmStaticByVmGuid(
     v_vm_guid UUID
 )
-RETURNS SETOF vm_static
+RETURNS SETOF VM_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -151,7 +152,7 @@ $procedure$;
 
 -- GetAllFromVmStatic: every VM.
 CREATE OR REPLACE FUNCTION GetAllFromVmStatic()
-RETURNS SETOF vm_static
+RETURNS SETOF VM_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$

@@ -9,7 +9,7 @@ CREATE TABLE storage_pool (
     master_domain_version INTEGER NOT NULL,
     spm_vds_id UUID,
     compatibility_version VARCHAR(40) NOT NULL DEFAULT '2.2',
-    _create_date TIMESTAMP WITH TIME ZONE DEFAULT LOCALTIMESTAMP,
+    _create_date TIMESTAMP WITH TIME ZONE DEFAULT localtimestamp,
     _update_date TIMESTAMP WITH TIME ZONE,
     quota_enforcement_type INTEGER,
     free_text_comment TEXT NOT NULL DEFAULT '',
@@ -23,6 +23,7 @@ COMMENT ON TABLE storage_pool IS
 COMMENT ON COLUMN storage_pool.id IS 'The data center id.';
 COMMENT ON COLUMN storage_pool.name IS 'The data center name.';
 COMMENT ON COLUMN storage_pool.status IS
-'oVirt StoragePoolStatus: Uninitialized=0, Up=1, Maintenance=2, NotOperational=3, NonResponsive=4, Contend=5.';
+'oVirt StoragePoolStatus: Uninitialized=0, Up=1, Maintenance=2, NotOperational=3, NonResponsive=4, '
+'Contend=5.';
 COMMENT ON COLUMN storage_pool.quota_enforcement_type IS
 'oVirt QuotaEnforcementTypeEnum: DISABLED=0, SOFT_ENFORCEMENT=1, HARD_ENFORCEMENT=2.';

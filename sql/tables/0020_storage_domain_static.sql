@@ -6,7 +6,7 @@ CREATE TABLE storage_domain_static (
     storage_domain_type INTEGER NOT NULL,
     storage_type INTEGER NOT NULL,
     storage_domain_format_type VARCHAR(50) NOT NULL DEFAULT '0',
-    _create_date TIMESTAMP WITH TIME ZONE DEFAULT LOCALTIMESTAMP,
+    _create_date TIMESTAMP WITH TIME ZONE DEFAULT localtimestamp,
     _update_date TIMESTAMP WITH TIME ZONE,
     recoverable BOOLEAN NOT NULL DEFAULT TRUE,
     last_time_used_as_master BIGINT,
@@ -31,8 +31,10 @@ COMMENT ON COLUMN storage_domain_static.storage IS
 'The storage connection or volume group the domain is made of.';
 COMMENT ON COLUMN storage_domain_static.storage_name IS 'The domain name shown to users.';
 COMMENT ON COLUMN storage_domain_static.storage_domain_type IS
-'oVirt StorageDomainType: Master=0, Data=1, ISO=2, ImportExport=3, Image=4, Volume=5, Unknown=6, ManagedBlockStorage=7, Unmanaged=8.';
+'oVirt StorageDomainType: Master=0, Data=1, ISO=2, ImportExport=3, Image=4, Volume=5, Unknown=6, '
+'ManagedBlockStorage=7, Unmanaged=8.';
 COMMENT ON COLUMN storage_domain_static.storage_type IS
-'oVirt StorageType: UNKNOWN=0, NFS=1, FCP=2, ISCSI=3, LOCALFS=4, POSIXFS=6, GLUSTERFS=7, GLANCE=8, CINDER=9, MANAGED_BLOCK_STORAGE=10.';
+'oVirt StorageType: UNKNOWN=0, NFS=1, FCP=2, ISCSI=3, LOCALFS=4, POSIXFS=6, GLUSTERFS=7, GLANCE=8, '
+'CINDER=9, MANAGED_BLOCK_STORAGE=10.';
 COMMENT ON COLUMN storage_domain_static.wipe_after_delete IS
 'Default wipe-after-delete of new disks on this domain.';

@@ -18,4 +18,5 @@ COMMENT ON TABLE storage_pool_iso_map IS
 COMMENT ON COLUMN storage_pool_iso_map.storage_id IS 'The storage domain.';
 COMMENT ON COLUMN storage_pool_iso_map.storage_pool_id IS 'The data center.';
 COMMENT ON COLUMN storage_pool_iso_map.status IS
-'oVirt StorageDomainStatus: Unknown=0, Uninitialized=1, Unattached=2, Active=3, Inactive=4, Locked=5, Maintenance=6, PreparingForMaintenance=7, Detaching=8, Activating=9.';
+'oVirt StorageDomainStatus: Unknown=0, Uninitialized=1, Unattached=2, Active=3, Inactive=4, Locked=5, '
+'Maintenance=6, PreparingForMaintenance=7, Detaching=8, Activating=9.';

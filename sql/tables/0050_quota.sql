@@ -4,7 +4,7 @@ CREATE TABLE quota (
     storage_pool_id UUID NOT NULL,
     quota_name VARCHAR(65) NOT NULL,
     description VARCHAR(250) NOT NULL DEFAULT '',
-    _create_date TIMESTAMP WITH TIME ZONE DEFAULT LOCALTIMESTAMP,
+    _create_date TIMESTAMP WITH TIME ZONE DEFAULT localtimestamp,
     _update_date TIMESTAMP WITH TIME ZONE,
     threshold_cluster_percentage INTEGER DEFAULT 80,
     threshold_storage_percentage INTEGER DEFAULT 80,

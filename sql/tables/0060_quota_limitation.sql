@@ -21,10 +21,12 @@ CREATE INDEX idx_quota_limitation_cluster_id ON quota_limitation (cluster_id)
 WHERE cluster_id IS NOT NULL;
 
 COMMENT ON TABLE quota_limitation IS
-'Quota limits: a row without storage_id and cluster_id is global to the quota; one with storage_id limits that domain.';
+'Quota limits: a row without storage_id and cluster_id is global to the quota; one with storage_id limits '
+'that domain.';
 COMMENT ON COLUMN quota_limitation.id IS 'The limitation id.';
 COMMENT ON COLUMN quota_limitation.quota_id IS 'The quota limited.';
-COMMENT ON COLUMN quota_limitation.storage_id IS 'The storage domain limited (NULL: global or compute limit).';
+COMMENT ON COLUMN quota_limitation.storage_id IS
+'The storage domain limited (NULL: global or compute limit).';
 COMMENT ON COLUMN quota_limitation.cluster_id IS
 'The cluster limited (clusters are outside this schema: no foreign key).';
 COMMENT ON COLUMN quota_limitation.storage_size_gb IS 'Storage limit in GB; -1 is unlimited.';

@@ -8,7 +8,7 @@ CREATE TABLE vm_static (
     description VARCHAR(4000) NOT NULL DEFAULT '',
     cluster_id UUID,
     creation_date TIMESTAMP WITH TIME ZONE,
-    _create_date TIMESTAMP WITH TIME ZONE DEFAULT LOCALTIMESTAMP,
+    _create_date TIMESTAMP WITH TIME ZONE DEFAULT localtimestamp,
     _update_date TIMESTAMP WITH TIME ZONE,
     entity_type VARCHAR(32) NOT NULL,
     template_status INTEGER,
@@ -44,6 +44,7 @@ COMMENT ON COLUMN vm_static.vm_name IS 'The VM or template name.';
 COMMENT ON COLUMN vm_static.vmt_guid IS
 'The template a VM is based on (the Blank template 00000000-... when none); a template''s own id.';
 COMMENT ON COLUMN vm_static.entity_type IS 'VM, TEMPLATE, INSTANCE_TYPE or IMAGE_TYPE.';
-COMMENT ON COLUMN vm_static.template_status IS 'Templates only, oVirt VmTemplateStatus: OK=0, Locked=1, Illegal=2.';
+COMMENT ON COLUMN vm_static.template_status IS
+'Templates only, oVirt VmTemplateStatus: OK=0, Locked=1, Illegal=2.';
 COMMENT ON COLUMN vm_static.cluster_id IS 'The cluster (clusters are outside this schema: no foreign key).';
 COMMENT ON COLUMN vm_static.quota_id IS 'The VM''s quota.';

@@ -11,7 +11,7 @@ CREATE TABLE images (
     volume_type INTEGER NOT NULL DEFAULT 2,
     volume_format INTEGER NOT NULL DEFAULT 4,
     image_group_id UUID,
-    _create_date TIMESTAMP WITH TIME ZONE DEFAULT LOCALTIMESTAMP,
+    _create_date TIMESTAMP WITH TIME ZONE DEFAULT localtimestamp,
     _update_date TIMESTAMP WITH TIME ZONE,
     active BOOLEAN NOT NULL DEFAULT FALSE,
     volume_classification SMALLINT,
@@ -50,4 +50,5 @@ COMMENT ON COLUMN images.volume_type IS 'oVirt VolumeType: Unassigned=0, Preallo
 COMMENT ON COLUMN images.volume_format IS 'oVirt VolumeFormat: Unassigned=3, COW=4, RAW=5.';
 COMMENT ON COLUMN images.image_group_id IS 'The disk (VDSM imgUUID, base_disks.disk_id).';
 COMMENT ON COLUMN images.active IS 'True on the leaf volume the VM writes to.';
-COMMENT ON COLUMN images.volume_classification IS 'oVirt VolumeClassification: Volume=0, Snapshot=1, Invalid=2.';
+COMMENT ON COLUMN images.volume_classification IS
+'oVirt VolumeClassification: Volume=0, Snapshot=1, Invalid=2.';

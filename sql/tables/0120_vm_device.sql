@@ -9,7 +9,7 @@ CREATE TABLE vm_device (
     is_managed BOOLEAN NOT NULL DEFAULT FALSE,
     is_plugged BOOLEAN NOT NULL DEFAULT FALSE,
     is_readonly BOOLEAN NOT NULL DEFAULT FALSE,
-    _create_date TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
+    _create_date TIMESTAMP WITH TIME ZONE DEFAULT now(),
     _update_date TIMESTAMP WITH TIME ZONE,
     alias VARCHAR(255) NOT NULL DEFAULT '',
     custom_properties TEXT,

@@ -23,9 +23,12 @@ COMMENT ON TABLE async_tasks IS
 'Asynchronous storage tasks started by commands, kept until the engine has ended them.';
 COMMENT ON COLUMN async_tasks.task_id IS 'The engine''s id of the task.';
 COMMENT ON COLUMN async_tasks.vdsm_task_id IS 'The task id on the storage agent (VDSM).';
-COMMENT ON COLUMN async_tasks.command_id IS 'The command that started the task (command_entities.command_id).';
+COMMENT ON COLUMN async_tasks.command_id IS
+'The command that started the task (command_entities.command_id).';
 COMMENT ON COLUMN async_tasks.status IS
 'oVirt AsyncTaskStatusEnum: unknown=0, init=1, running=2, finished=3, aborting=4, cleaning=5.';
 COMMENT ON COLUMN async_tasks.result IS
 'oVirt AsyncTaskResultEnum: success=0, failure=1, cleanSuccess=2, cleanFailure=3.';
-COMMENT ON COLUMN async_tasks.task_type IS 'oVirt AsyncTaskType, by ordinal: unknown=0, copyImage=1, moveImage=2, createVolume=3, deleteVolume=4, deleteImage=5, ...';
+COMMENT ON COLUMN async_tasks.task_type IS
+'oVirt AsyncTaskType, by ordinal: unknown=0, copyImage=1, moveImage=2, createVolume=3, deleteVolume=4, '
+'deleteImage=5, ...';

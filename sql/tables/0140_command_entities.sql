@@ -28,6 +28,7 @@ COMMENT ON TABLE command_entities IS
 COMMENT ON COLUMN command_entities.command_id IS 'The command id.';
 COMMENT ON COLUMN command_entities.command_type IS 'oVirt ActionType value.';
 COMMENT ON COLUMN command_entities.status IS
-'oVirt CommandStatus: UNKNOWN, NOT_STARTED, ACTIVE, FAILED, EXECUTION_FAILED, SUCCEEDED, ENDED_SUCCESSFULLY, ENDED_WITH_FAILURE.';
+'oVirt CommandStatus: UNKNOWN, NOT_STARTED, ACTIVE, FAILED, EXECUTION_FAILED, SUCCEEDED, '
+'ENDED_SUCCESSFULLY, ENDED_WITH_FAILURE.';
 COMMENT ON COLUMN command_entities.root_command_id IS 'The top command of a command tree.';
 COMMENT ON COLUMN command_entities.parent_command_id IS 'The command that started this one.';

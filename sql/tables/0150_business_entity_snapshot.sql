@@ -9,7 +9,7 @@ CREATE TABLE business_entity_snapshot (
     snapshot_class VARCHAR(128),
     snapshot_type INTEGER,
     insertion_order INTEGER,
-    started_at TIMESTAMP WITH TIME ZONE DEFAULT NOW(),
+    started_at TIMESTAMP WITH TIME ZONE DEFAULT now(),
     CONSTRAINT pk_id PRIMARY KEY (id),
     CONSTRAINT uq_command_id_entity_id UNIQUE (command_id, entity_id, entity_type, snapshot_type)
 );

@@ -2,7 +2,7 @@
 CREATE SEQUENCE audit_log_seq;
 
 CREATE TABLE audit_log (
-    audit_log_id BIGINT NOT NULL DEFAULT NEXTVAL('audit_log_seq'),
+    audit_log_id BIGINT NOT NULL DEFAULT nextval('audit_log_seq'),
     user_id UUID,
     user_name VARCHAR(255) NOT NULL DEFAULT '',
     vm_id UUID,
