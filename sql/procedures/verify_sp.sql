@@ -20,7 +20,7 @@ $roles$;
 
 -- VerifyTemporaryImagesWithoutRow: volumes of To_Be_Deleted disks that have no
 -- images_to_be_deleted row (the leftover they stand for is no longer known).
-CREATE OR REPLACE FUNCTION verifytemporaryimageswithoutrow()
+CREATE OR REPLACE FUNCTION VerifyTemporaryImagesWithoutRow()
 RETURNS TABLE (
     check_name TEXT,
     severity TEXT,
@@ -48,10 +48,10 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = i.image_guid);
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifytemporaryimageswithoutrow() TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyTemporaryImagesWithoutRow() TO movedisk_dba;
 
 -- VerifyRowsWithoutImage: images_to_be_deleted rows whose temporary image does not exist.
-CREATE OR REPLACE FUNCTION verifyrowswithoutimage()
+CREATE OR REPLACE FUNCTION VerifyRowsWithoutImage()
 RETURNS TABLE (
     check_name TEXT,
     severity TEXT,
@@ -77,11 +77,11 @@ BEGIN
     WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.image_id);
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifyrowswithoutimage() TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyRowsWithoutImage() TO movedisk_dba;
 
 -- VerifyRowsWithoutSourceImage: images_to_be_deleted rows whose source image no longer exists
 -- (the leftover on the source domain must still be deleted there; the plan is STORAGE_AND_DB).
-CREATE OR REPLACE FUNCTION verifyrowswithoutsourceimage()
+CREATE OR REPLACE FUNCTION VerifyRowsWithoutSourceImage()
 RETURNS TABLE (
     check_name TEXT,
     severity TEXT,
@@ -108,11 +108,11 @@ BEGIN
     WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.src_image_id);
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifyrowswithoutsourceimage() TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyRowsWithoutSourceImage() TO movedisk_dba;
 
 -- VerifyOldLeftovers: temporary disks older than v_leftover_age (stuck moves, or leftovers
 -- nobody removed), one row per temporary disk.
-CREATE OR REPLACE FUNCTION verifyoldleftovers(v_leftover_age INTERVAL DEFAULT INTERVAL '1 day')
+CREATE OR REPLACE FUNCTION VerifyOldLeftovers(v_leftover_age INTERVAL DEFAULT INTERVAL '1 day')
 RETURNS TABLE (
     check_name TEXT,
     severity TEXT,
@@ -141,11 +141,11 @@ BEGIN
     GROUP BY tmp.image_group_id;
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifyoldleftovers(INTERVAL) TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyOldLeftovers(INTERVAL) TO movedisk_dba;
 
 -- VerifyLockedImagesWithoutCommand: disks with LOCKED volumes that no unfinished command holds
 -- (nothing will ever unlock them), one row per disk.
-CREATE OR REPLACE FUNCTION verifylockedimageswithoutcommand()
+CREATE OR REPLACE FUNCTION VerifyLockedImagesWithoutCommand()
 RETURNS TABLE (
     check_name TEXT,
     severity TEXT,
@@ -179,11 +179,11 @@ BEGIN
     GROUP BY i.image_group_id;
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifylockedimageswithoutcommand() TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyLockedImagesWithoutCommand() TO movedisk_dba;
 
 -- VerifyCommandsWithoutTask: unfinished commands older than v_command_age with no storage task
 -- (async_tasks) and no unfinished child command: nothing is left to finish them.
-CREATE OR REPLACE FUNCTION verifycommandswithouttask(
+CREATE OR REPLACE FUNCTION VerifyCommandsWithoutTask(
     v_command_age INTERVAL DEFAULT INTERVAL '5 minutes'
 )
 RETURNS TABLE (
@@ -222,11 +222,11 @@ BEGIN
       );
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifycommandswithouttask(INTERVAL) TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyCommandsWithoutTask(INTERVAL) TO movedisk_dba;
 
 -- VerifyImageGroupsOnTwoDomains: disks whose volumes are mapped to more than one domain while no
 -- move of them is in flight (templates' disks, copied to several domains, are exempt).
-CREATE OR REPLACE FUNCTION verifyimagegroupsontwodomains()
+CREATE OR REPLACE FUNCTION VerifyImageGroupsOnTwoDomains()
 RETURNS TABLE (
     check_name TEXT,
     severity TEXT,
@@ -267,12 +267,12 @@ BEGIN
     HAVING count(DISTINCT m.storage_domain_id) > 1;
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifyimagegroupsontwodomains() TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyImageGroupsOnTwoDomains() TO movedisk_dba;
 
 -- VerifyQuotaUsage: usage charged where the images say it should not be: the volumes of one disk
 -- on one domain charged to different quotas, a volume charged to a quota of another data center
 -- than its domain's, or a temporary volume charged to another quota than its source volume.
-CREATE OR REPLACE FUNCTION verifyquotausage()
+CREATE OR REPLACE FUNCTION VerifyQuotaUsage()
 RETURNS TABLE (
     check_name TEXT,
     severity TEXT,
@@ -336,10 +336,10 @@ BEGIN
     WHERE tm.quota_id IS DISTINCT FROM sm.quota_id;
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifyquotausage() TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyQuotaUsage() TO movedisk_dba;
 
 -- VerifyAll: every check above, errors first.
-CREATE OR REPLACE FUNCTION verifyall(
+CREATE OR REPLACE FUNCTION VerifyAll(
     v_leftover_age INTERVAL DEFAULT INTERVAL '1 day',
     v_command_age INTERVAL DEFAULT INTERVAL '5 minutes'
 )
@@ -377,4 +377,4 @@ BEGIN
     ORDER BY f.severity = 'error' DESC, f.check_name, f.entity_id;
 END;
 $procedure$;
-GRANT EXECUTE ON FUNCTION verifyall(INTERVAL, INTERVAL) TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION VerifyAll(INTERVAL, INTERVAL) TO movedisk_dba;
