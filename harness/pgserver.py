@@ -217,6 +217,33 @@ def _shm_base() -> Path:
     return Path(os.environ.get("TMPDIR", "/tmp"))
 
 
+def _server_alive(datadir: Path) -> bool:
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def sweep_stale_clusters(base: Path, min_age_s: float = 120.0) -> list[Path]:
+    """Remove throwaway clusters left by killed test runs (no live server, not brand new).
+
+    They live on tmpfs, so a leftover holds memory until it is removed.
+    """
+    removed = []
+    for d in base.glob("movedisk-pg-*"):
+        try:
+            young = time.time() - d.stat().st_mtime < min_age_s
+        except OSError:
+            continue
+        if young or _server_alive(d / "data"):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
 class ThrowawayCluster:
     """A private, fast, non-durable cluster (testing.postgresql under the hood).
 
@@ -231,6 +258,7 @@ class ThrowawayCluster:
 
         self.binaries = find_server_binaries()
         self.account = server_account()
+        sweep_stale_clusters(base or _shm_base())
         self.base = Path(tempfile.mkdtemp(prefix="movedisk-pg-", dir=str(base or _shm_base())))
         owned_dir(self.base, self.account, 0o755)
         for sub in ("data", "tmp"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,19 @@ def test_unreachable_home_falls_back_for_root(tmp_path: Path) -> None:
         assert not pgserver.reachable_by(private / "home", account)
         cluster = pgserver.EmbeddedCluster(private / "home")
         assert str(cluster.datadir).startswith("/var/tmp/movedisk-")
+
+
+def test_clusters_left_by_killed_runs_are_swept(tmp_path: Path) -> None:
+    stale = tmp_path / "movedisk-pg-stale"
+    (stale / "data").mkdir(parents=True)
+    (stale / "data" / "postmaster.pid").write_text("999999999\n")
+    live = tmp_path / "movedisk-pg-live"
+    (live / "data").mkdir(parents=True)
+    (live / "data" / "postmaster.pid").write_text(f"{os.getpid()}\n")
+    young = tmp_path / "movedisk-pg-young"
+    young.mkdir()
+    old = time.time() - 3600
+    for d in (stale, live):
+        os.utime(d, (old, old))
+    assert pgserver.sweep_stale_clusters(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and young.exists()
