@@ -75,6 +75,13 @@ END
 $drop$
 """
 
+_COUNTS = """
+SELECT
+    (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace) AS functions,
+    (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace
+     AND relkind = 'v') AS views
+"""
+
 # One row per object of the schema with everything that defines it, privileges and
 # comments included: equal snapshots mean equal schemas.
 CATALOG_SNAPSHOT = """
@@ -180,18 +187,28 @@ class _Abort(Exception):
 
 
 def _execute_file(conn: psycopg.Connection[Any], f: SqlFile) -> int:
+    """Run one file in one round trip; if it fails, roll it back to its savepoint and run
+    it again statement by statement to name the failing line."""
     statements = split_statements(f.text)
-    for st in statements:
-        try:
-            conn.execute(st.text)
-        except psycopg.Error as exc:
-            raise DeployError(
-                f"{f.name}:{_error_line(st, exc)}: {_message(exc)}",
-                file=f.name,
-                line=_error_line(st, exc),
-                sqlstate=exc.sqlstate,
-            ) from exc
-    return len(statements)
+    try:
+        with conn.transaction():
+            conn.execute(f.text)
+        return len(statements)
+    except psycopg.Error as exc:
+        failure = exc
+    with conn.transaction():
+        for st in statements:
+            try:
+                conn.execute(st.text)
+            except psycopg.Error as exc:
+                line = _error_line(st, exc)
+                raise DeployError(
+                    f"{f.name}:{line}: {_message(exc)}",
+                    file=f.name,
+                    line=line,
+                    sqlstate=exc.sqlstate,
+                ) from exc
+    raise DeployError(f"{f.name}: {_message(failure)}", file=f.name) from failure
 
 
 def _message(exc: psycopg.Error) -> str:
@@ -319,10 +336,17 @@ def deploy(
                 report.procedure_files += 1
             if tree.privileges:
                 report.statements += _execute_file(conn, tree.privileges)
-            after = catalog_snapshot(conn)
-            report.changes = diff_snapshots(before, after)
-            report.functions = sum(1 for k in after if k[0] == "routine")
-            report.views = sum(1 for k, v in after.items() if k[0] == "relation" and v[:1] == "v")
+            if fresh and not dry_run:
+                # Everything is new: no catalog comparison to make (it costs ~15% of a deploy).
+                counts = conn.execute(_COUNTS).fetchone()
+                report.functions, report.views = _row(counts)
+            else:
+                after = catalog_snapshot(conn)
+                report.changes = diff_snapshots(before, after)
+                report.functions = sum(1 for k in after if k[0] == "routine")
+                report.views = sum(
+                    1 for k, v in after.items() if k[0] == "relation" and v[:1] == "v"
+                )
             if dry_run:
                 raise _Abort
     except _Abort:
