@@ -1,0 +1,46 @@
+"""User errors raised by the stored functions arrive through the harness as one exception
+type each (harness/errors.py), and a refused call changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from feature_rows import setup, snapshot
+from harness.db import call
+from harness.errors import (
+    DiskBusy,
+    MalformedId,
+    MovediskError,
+    NotTemporaryImage,
+    UnknownDisk,
+    WrongStorageDomain,
+)
+
+
+def test_each_user_error_has_its_type_and_changes_nothing(db) -> None:
+    s = setup(db)
+    before = snapshot(db)
+    cases = [
+        (UnknownDisk, "CreateTemporaryDiskForMove", (uuid.uuid4(), s.src, s.dest)),
+        (WrongStorageDomain, "CreateTemporaryDiskForMove", (s.disk.disk_id, s.src, s.src)),
+        (MalformedId, "CreateTemporaryDiskForMove", ("not-a-uuid", s.src, s.dest)),
+        (NotTemporaryImage, "GetImageToBeDeletedRemovalPlan", (s.disk.images[0],)),
+        (UnknownDisk, "GetImageToBeDeletedRemovalPlan", (uuid.uuid4(),)),
+    ]
+    for expected, function, args in cases:
+        with pytest.raises(expected) as err, db.transaction():
+            call(db, function, *args)
+        assert err.value.code == expected.code and err.value.message, function
+        assert snapshot(db) == before, function
+    call(db, "CreateTemporaryDiskForMove", s.disk.disk_id, s.src, s.dest)
+    moving = snapshot(db)
+    with pytest.raises(DiskBusy), db.transaction():
+        call(db, "CreateTemporaryDiskForMove", s.disk.disk_id, s.src, s.dest)
+    assert snapshot(db) == moving
+
+
+def test_function_names_are_identifiers_only(db) -> None:
+    with pytest.raises(MovediskError, match="not a function name"):
+        call(db, "GetAllFromDisks(); DROP TABLE images; --")
