@@ -148,3 +148,12 @@ def test_harness_builds_no_sql_from_strings() -> None:
         if pattern.search(line)
     ]
     assert hits == []
+
+
+def test_python_has_no_errors_pyflakes_would_find() -> None:
+    res = subprocess.run(
+        [tool("ruff"), "check", "--select", "F,E9", "--output-format", "concise",
+         "harness", "tests", "bench"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-import pytest
 import results
 from psycopg import sql
 from psycopg.rows import dict_row
