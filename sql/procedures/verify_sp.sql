@@ -1,5 +1,6 @@
 -- Verification for DBAs: read-only, STABLE checks that return one row per finding
--- (check_name, severity, entity_type, entity_id, related_ids, message); a consistent database
+-- (a verify_finding: check_name, severity, entity_type, entity_id, related_ids, message;
+-- see verify_views.sql); a consistent database
 -- returns no row. Run them from psql as movedisk_dba, on the primary or on a replica:
 --     SELECT * FROM VerifyAll();
 --     SELECT * FROM VerifyAll(v_leftover_age => INTERVAL '6 hours');
@@ -8,27 +9,10 @@
 -- A LOCKED volume belongs to a command when business_entity_snapshot records it (its guid or
 -- its disk's id as entity_id) for an unfinished command (CreateTemporaryDiskForMove does so).
 
--- The grants below name movedisk_dba, which sql/privileges.sql creates only after the
--- procedures on a first deploy: create it here the same way (NOLOGIN, idempotent).
-DO $roles$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'movedisk_dba') THEN
-        CREATE ROLE movedisk_dba NOLOGIN;
-    END IF;
-END
-$roles$;
-
 -- VerifyTemporaryImagesWithoutRow: volumes of To_Be_Deleted disks that have no
 -- images_to_be_deleted row (the leftover they stand for is no longer known).
 CREATE OR REPLACE FUNCTION VerifyTemporaryImagesWithoutRow()
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -52,14 +36,7 @@ GRANT EXECUTE ON FUNCTION VerifyTemporaryImagesWithoutRow() TO movedisk_dba;
 
 -- VerifyRowsWithoutImage: images_to_be_deleted rows whose temporary image does not exist.
 CREATE OR REPLACE FUNCTION VerifyRowsWithoutImage()
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -82,14 +59,7 @@ GRANT EXECUTE ON FUNCTION VerifyRowsWithoutImage() TO movedisk_dba;
 -- VerifyRowsWithoutSourceImage: images_to_be_deleted rows whose source image no longer exists
 -- (the leftover on the source domain must still be deleted there; the plan is STORAGE_AND_DB).
 CREATE OR REPLACE FUNCTION VerifyRowsWithoutSourceImage()
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -113,14 +83,7 @@ GRANT EXECUTE ON FUNCTION VerifyRowsWithoutSourceImage() TO movedisk_dba;
 -- VerifyOldLeftovers: temporary disks older than v_leftover_age (stuck moves, or leftovers
 -- nobody removed), one row per temporary disk.
 CREATE OR REPLACE FUNCTION VerifyOldLeftovers(v_leftover_age INTERVAL DEFAULT INTERVAL '1 day')
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -146,14 +109,7 @@ GRANT EXECUTE ON FUNCTION VerifyOldLeftovers(INTERVAL) TO movedisk_dba;
 -- VerifyLockedImagesWithoutCommand: disks with LOCKED volumes that no unfinished command holds
 -- (nothing will ever unlock them), one row per disk.
 CREATE OR REPLACE FUNCTION VerifyLockedImagesWithoutCommand()
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -186,14 +142,7 @@ GRANT EXECUTE ON FUNCTION VerifyLockedImagesWithoutCommand() TO movedisk_dba;
 CREATE OR REPLACE FUNCTION VerifyCommandsWithoutTask(
     v_command_age INTERVAL DEFAULT INTERVAL '5 minutes'
 )
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -227,14 +176,7 @@ GRANT EXECUTE ON FUNCTION VerifyCommandsWithoutTask(INTERVAL) TO movedisk_dba;
 -- VerifyImageGroupsOnTwoDomains: disks whose volumes are mapped to more than one domain while no
 -- move of them is in flight (templates' disks, copied to several domains, are exempt).
 CREATE OR REPLACE FUNCTION VerifyImageGroupsOnTwoDomains()
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -273,14 +215,7 @@ GRANT EXECUTE ON FUNCTION VerifyImageGroupsOnTwoDomains() TO movedisk_dba;
 -- on one domain charged to different quotas, a volume charged to a quota of another data center
 -- than its domain's, or a temporary volume charged to another quota than its source volume.
 CREATE OR REPLACE FUNCTION VerifyQuotaUsage()
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
@@ -343,14 +278,7 @@ CREATE OR REPLACE FUNCTION VerifyAll(
     v_leftover_age INTERVAL DEFAULT INTERVAL '1 day',
     v_command_age INTERVAL DEFAULT INTERVAL '5 minutes'
 )
-RETURNS TABLE (
-    check_name TEXT,
-    severity TEXT,
-    entity_type TEXT,
-    entity_id UUID,
-    related_ids UUID[],
-    message TEXT
-)
+RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
