@@ -7,7 +7,7 @@
   or from its task records when it is down.
 - ``agent ping``: whether the agent answers.
 
-DIR defaults to $MOVEDISK_AGENT_ROOT, else ``.movedisk/agent``.
+DIR defaults to $MOVEDISK_AGENT_ROOT, else ``agent/`` under MOVEDISK_HOME (``.movedisk/``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ from .layout import Root, read_json, walk
 
 
 def default_root() -> str:
-    return os.environ.get("MOVEDISK_AGENT_ROOT", os.path.join(".movedisk", "agent"))
+    """$MOVEDISK_AGENT_ROOT, else agent/ beside the embedded cluster (MOVEDISK_HOME)."""
+    from ..pgserver import movedisk_home
+
+    return os.environ.get("MOVEDISK_AGENT_ROOT") or str(movedisk_home() / "agent")
 
 
 def _root_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None, help="the agent's directory (default: "
-                   "$MOVEDISK_AGENT_ROOT or .movedisk/agent)")
+                   "$MOVEDISK_AGENT_ROOT, else $MOVEDISK_HOME/agent)")
     p.add_argument("--socket", default=None, help="the agent's socket (default: ROOT/agent.sock)")
 
 
