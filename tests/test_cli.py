@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from cli_runner import run_cli
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOVEDISK_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=120,
-    )
+
+run = run_cli
 
 
 def test_deploy_into_an_existing_server_by_dsn(new_db) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from cli_runner import run_cli
 from harness.deploy import DEPLOY_LOCK, catalog_snapshot, deploy
 from harness.errors import DeployError
 from harness.sqlfiles import SqlTree, sql_dir
@@ -243,20 +243,9 @@ def test_check_reports_up_to_date_pending_and_drift(new_db, sql_copy: Path) -> N
 
 
 def _cli_runner(dsn: str):
-    import os
-
     def run(args: list[str], sql: Path | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["MOVEDISK_DSN"] = dsn
-        if sql:
-            env["MOVEDISK_SQL_DIR"] = str(sql)
-        return subprocess.run(
-            [sys.executable, "-m", "harness.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        env = {"MOVEDISK_DSN": dsn, **({"MOVEDISK_SQL_DIR": str(sql)} if sql else {})}
+        return run_cli(*args, env=env)
 
     return run
 
