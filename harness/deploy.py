@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from .errors import DeployError
 from .sqlfiles import SqlFile, SqlTree, Statement, split_statements
@@ -139,14 +140,7 @@ ORDER BY 1, 2
 
 def catalog_snapshot(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], str]:
     """Every object of the schema with its full definition, privileges and comments."""
-    rows = conn.execute(CATALOG_SNAPSHOT).fetchall()
-    out: dict[tuple[str, str], str] = {}
-    for row in rows:
-        kind, name, definition = (row["kind"], row["name"], row["definition"]) if isinstance(
-            row, dict
-        ) else row
-        out[(kind, name)] = definition
-    return out
+    return {(kind, name): definition for kind, name, definition in _rows(conn, CATALOG_SNAPSHOT)}
 
 
 def diff_snapshots(
@@ -263,11 +257,9 @@ def _check_applied(
 def status(conn: psycopg.Connection[Any], tree: SqlTree | None = None) -> dict[str, Any]:
     """What a deploy would do, without taking any lock: installed? pending upgrades?"""
     tree = tree or SqlTree.load()
-    present = conn.execute(_HAS_SCHEMA_VERSION).fetchone()
-    if not _first(present):
+    if not _rows(conn, _HAS_SCHEMA_VERSION)[0][0]:
         return {"installed": False, "pending": [f.name for f in tree.upgrades]}
-    rows = conn.execute(_APPLIED).fetchall()
-    applied = {_row(r)[0]: _row(r)[1] for r in rows}
+    applied = dict(_rows(conn, _APPLIED))
     edited = [
         f.name for f in tree.upgrades if f.name in applied and applied[f.name] != f.checksum
     ]
@@ -280,12 +272,10 @@ def status(conn: psycopg.Connection[Any], tree: SqlTree | None = None) -> dict[s
     }
 
 
-def _row(r: Any) -> tuple[Any, ...]:
-    return tuple(r.values()) if isinstance(r, dict) else tuple(r)
-
-
-def _first(r: Any) -> Any:
-    return _row(r)[0] if r is not None else None
+def _rows(conn: psycopg.Connection[Any], query: str) -> list[tuple[Any, ...]]:
+    """Rows as tuples, whatever row factory the caller's connection uses."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return cur.execute(query).fetchall()
 
 
 def deploy(
@@ -308,7 +298,7 @@ def deploy(
             conn.execute("SET LOCAL search_path = public, pg_temp")
             conn.execute("SET LOCAL client_min_messages = warning")
             conn.execute("SET LOCAL check_function_bodies = on")
-            fresh = not _first(conn.execute(_HAS_SCHEMA_VERSION).fetchone())
+            fresh = not _rows(conn, _HAS_SCHEMA_VERSION)[0][0]
             before = {} if fresh else catalog_snapshot(conn)
             if tree.roles:
                 report.statements += _execute_file(conn, tree.roles)
@@ -320,9 +310,7 @@ def deploy(
                     report.upgrades_marked.append(f.name)
             else:
                 report.mode = "upgrade"
-                applied = {
-                    _row(r)[0]: _row(r)[1] for r in conn.execute(_APPLIED).fetchall()
-                }
+                applied = dict(_rows(conn, _APPLIED))
                 for f in _check_applied(tree, applied):
                     t0 = time.perf_counter()
                     report.statements += _execute_file(conn, f)
@@ -338,8 +326,7 @@ def deploy(
                 report.statements += _execute_file(conn, tree.privileges)
             if fresh and not dry_run:
                 # Everything is new: no catalog comparison to make (it costs ~15% of a deploy).
-                counts = conn.execute(_COUNTS).fetchone()
-                report.functions, report.views = _row(counts)
+                report.functions, report.views = _rows(conn, _COUNTS)[0]
             else:
                 after = catalog_snapshot(conn)
                 report.changes = diff_snapshots(before, after)
@@ -360,4 +347,4 @@ def _record(conn: psycopg.Connection[Any], f: SqlFile, comment: str) -> None:
 
 
 def _now(conn: psycopg.Connection[Any]) -> Any:
-    return _first(conn.execute("SELECT clock_timestamp()::timestamp").fetchone())
+    return _rows(conn, "SELECT clock_timestamp()::timestamp")[0][0]
