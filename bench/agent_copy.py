@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.agent.client import COPY, SimControl, StorageClient, wait_for_agent  # noqa: E402
+from movedisk.agent.client import COPY, SimControl, StorageClient, wait_for_agent  # noqa: E402
 
 MiB = 1 << 20
 
@@ -65,7 +65,7 @@ def main() -> int:
     root.mkdir()
     log = open(work / "agent.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.agent.server", "--root", str(root), "--socket", sock],
+        [sys.executable, "-m", "movedisk.agent.server", "--root", str(root), "--socket", sock],
         stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )

@@ -21,9 +21,9 @@ from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.deploy import deploy  # noqa: E402
-from harness.pgserver import ThrowawayCluster  # noqa: E402
-from harness.sqlfiles import SqlTree, split_statements  # noqa: E402
+from movedisk.deploy import deploy  # noqa: E402
+from movedisk.pgserver import ThrowawayCluster  # noqa: E402
+from movedisk.sqlfiles import SqlTree, split_statements  # noqa: E402
 
 ROUNDS = 7
 

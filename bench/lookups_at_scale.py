@@ -43,9 +43,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.deploy import deploy  # noqa: E402
-from harness.pgserver import ThrowawayCluster  # noqa: E402
-from harness.sqlfiles import SqlTree, split_statements  # noqa: E402
+from movedisk.deploy import deploy  # noqa: E402
+from movedisk.pgserver import ThrowawayCluster  # noqa: E402
+from movedisk.sqlfiles import SqlTree, split_statements  # noqa: E402
 
 N_DISKS = 495_000  # ordinary two-volume disks
 N_TMP = 5_000  # To_Be_Deleted disks (two volumes each): 10,000 temporary images

@@ -17,7 +17,7 @@ from typing import Any
 from .errors import MovediskError
 
 # Modules that add their own subcommands through ``register(subparsers)``.
-COMMAND_MODULES = ("harness.cli_db", "harness.agent.cli")
+COMMAND_MODULES = ("movedisk.cli_db", "movedisk.agent.cli")
 
 Handler = Callable[[argparse.Namespace], Any]
 

@@ -12,9 +12,15 @@ UPGRADE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def sql_dir() -> Path:
-    """The ``sql/`` directory (MOVEDISK_SQL_DIR overrides it, for tests and packagers)."""
+    """The package's SQL files: ``MOVEDISK_SQL_DIR`` when set (tests, packagers), else the
+    ``movedisk/sql`` package data of an installed wheel, else the checkout's ``sql/``."""
     env = os.environ.get("MOVEDISK_SQL_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "sql"
+    if env:
+        return Path(env)
+    installed = Path(__file__).resolve().parent / "sql"
+    if (installed / "tables").is_dir():
+        return installed
+    return Path(__file__).resolve().parents[1] / "sql"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     """``movedisk ARGS`` without the caller's PG* and MOVEDISK_* variables, plus ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOVEDISK_"))}
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "movedisk.cli", *args],
         capture_output=True,
         text=True,
         env={**base, **(env or {})},

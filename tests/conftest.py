@@ -20,8 +20,8 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from harness.deploy import deploy
-from harness.pgserver import ThrowawayCluster
+from movedisk.deploy import deploy
+from movedisk.pgserver import ThrowawayCluster
 
 TEMPLATE = "movedisk_template"
 SHARED = "movedisk_test"

@@ -13,9 +13,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from cli_runner import run_cli
-from harness.deploy import DEPLOY_LOCK, catalog_snapshot, deploy
-from harness.errors import DeployError
-from harness.sqlfiles import SqlTree, sql_dir
+from movedisk.deploy import DEPLOY_LOCK, catalog_snapshot, deploy
+from movedisk.errors import DeployError
+from movedisk.sqlfiles import SqlTree, sql_dir
 
 
 def connect(dsn: str) -> psycopg.Connection[Any]:

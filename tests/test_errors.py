@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from feature_rows import setup, snapshot
-from harness.db import call
-from harness.errors import (
+from movedisk.db import call
+from movedisk.errors import (
     DiskBusy,
     MalformedId,
     MovediskError,

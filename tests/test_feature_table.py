@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from harness.deploy import deploy
-from harness.errors import DeployError
+from movedisk.deploy import deploy
+from movedisk.errors import DeployError
 from feature_rows import new_id, setup
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from harness.sqlfiles import SqlTree, split_statements
+from movedisk.sqlfiles import SqlTree, split_statements
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import pgserver
-from harness.errors import ServerBinariesNotFound
+from movedisk import pgserver
+from movedisk.errors import ServerBinariesNotFound
 
 
 def fake_install(root: Path, version: str) -> Path:

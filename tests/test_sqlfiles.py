@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.sqlfiles import SqlTree, split_statements
+from movedisk.sqlfiles import SqlTree, split_statements
 
 
 def test_splits_at_top_level_semicolons_only() -> None:

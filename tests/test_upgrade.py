@@ -13,8 +13,8 @@ import results
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from harness.deploy import catalog_snapshot, deploy
-from harness.sqlfiles import SqlTree
+from movedisk.deploy import catalog_snapshot, deploy
+from movedisk.sqlfiles import SqlTree
 
 def table_rows(conn: psycopg.Connection[Any], columns: dict[str, list[str]]) -> dict[str, list]:
     """Every row of every table, restricted to the columns release 1 had, sorted."""
@@ -85,7 +85,7 @@ def test_release_1_upgrades_to_the_fresh_schema_keeping_every_row(
 
 
 def test_release_1_database_reports_its_pending_upgrades(release_1_dsn: str) -> None:
-    from harness.deploy import status
+    from movedisk.deploy import status
 
     with psycopg.connect(release_1_dsn, row_factory=dict_row) as conn:
         st = status(conn)

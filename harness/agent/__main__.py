@@ -1,4 +1,4 @@
-"""``python -m harness.agent --root DIR``: run the storage agent simulator."""
+"""``python -m movedisk.agent --root DIR``: run the storage agent simulator."""
 
 import sys
 

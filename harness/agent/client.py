@@ -3,7 +3,7 @@ uses) and :class:`SimControl` (the simulator's provisioning and fault verbs, for
 tests and demos only). Both speak JSON-RPC 2.0 over the agent's Unix socket, one
 connection per call, so that a client survives an agent restart between calls.
 
-Errors come back as the typed exceptions of :mod:`harness.agent.errors`.
+Errors come back as the typed exceptions of :mod:`movedisk.agent.errors`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The storage agent simulator: a JSON-RPC 2.0 server on a Unix socket.
 
-Run it with ``movedisk agent serve --root DIR`` or ``python -m harness.agent.server
+Run it with ``movedisk agent serve --root DIR`` or ``python -m movedisk.agent.server
 --root DIR``. One request per line, one answer per line. Methods:
 
 - VDSM's verbs (what the engine uses, see client.StorageClient): ``Image.move``,
@@ -665,7 +665,7 @@ def serve(root: str | os.PathLike[str], socket_path: str | None = None, fsync_da
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.agent.server")
+    parser = argparse.ArgumentParser(prog="python -m movedisk.agent.server")
     parser.add_argument("--root", required=True)
     parser.add_argument("--socket", default=None)
     parser.add_argument("--fsync", action="store_true", help="fsync every copied volume")

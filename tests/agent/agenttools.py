@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.agent.client import wait_for_agent
+from movedisk.agent.client import wait_for_agent
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ class AgentProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.agent.server", "--root", str(self.root),
+                [sys.executable, "-m", "movedisk.agent.server", "--root", str(self.root),
                  "--socket", self.socket],
                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, env=env,
             )

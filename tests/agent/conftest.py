@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from agenttools import AgentProcess, Pool
 
-from harness.agent.client import SimControl, StorageClient
+from movedisk.agent.client import SimControl, StorageClient
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from agenttools import REPO, AgentProcess, Pool, new_id, volume_path
 
-from harness.agent import COPY, SimControl, StorageClient
-from harness.cli import main as movedisk
+from movedisk.agent import COPY, SimControl, StorageClient
+from movedisk.cli import main as movedisk
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -81,7 +81,7 @@ def test_movedisk_agent_serve_runs_the_simulator_and_refuses_a_second_one(
 ) -> None:
     root = tmp_path / "root"
     movedisk_bin = Path(sys.executable).with_name("movedisk")
-    cmd = [str(movedisk_bin)] if movedisk_bin.exists() else [sys.executable, "-m", "harness.cli"]
+    cmd = [str(movedisk_bin)] if movedisk_bin.exists() else [sys.executable, "-m", "movedisk.cli"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen([*cmd, "agent", "serve", "--root", str(root)], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, env=env, start_new_session=True)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from agenttools import REPO, AgentProcess, Pool, new_id, volume_path
 
-from harness.agent import COPY, MOVE, SimControl, StorageClient
-from harness.agent import errors as E
-from harness.agent.server import DIE_EXIT_CODE
-from harness.cli import main as movedisk
+from movedisk.agent import COPY, MOVE, SimControl, StorageClient
+from movedisk.agent import errors as E
+from movedisk.agent.server import DIE_EXIT_CODE
+from movedisk.cli import main as movedisk
 
 MiB = 1 << 20
 
@@ -164,7 +164,7 @@ def test_task_completes_after_its_caller_is_killed(
     caller = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\n"
-         "from harness.agent import StorageClient, COPY\n"
+         "from movedisk.agent import StorageClient, COPY\n"
          f"c = StorageClient({agent.socket!r})\n"
          f"print(c.move_image({pool.sp!r}, {pool.src!r}, {pool.dst!r}, {img!r}, COPY,"
          " tag='orphan'), flush=True)\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from agenttools import AgentProcess, Pool, allocated, new_id, snapshot, volume_path
 
-from harness.agent import COPY, MOVE, SimControl, StorageClient
-from harness.agent import errors as E
-from harness.errors import DeletionBlocked, InsufficientSpace, MalformedId, WrongStorageDomain
+from movedisk.agent import COPY, MOVE, SimControl, StorageClient
+from movedisk.agent import errors as E
+from movedisk.errors import DeletionBlocked, InsufficientSpace, MalformedId, WrongStorageDomain
 
 MiB = 1 << 20
 
