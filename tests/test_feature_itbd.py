@@ -88,7 +88,7 @@ def test_removal_plan_storage_and_db_names_what_the_agent_deletes(db) -> None:
         "image_id": temp, "image_group_id": tmp, "removal": "STORAGE_AND_DB",
         "storage_pool_id": s.pool, "storage_domain_id": s.src,
         "src_image_group_id": s.disk.disk_id, "src_image_id": s.disk.images[1],
-        "wipe_after_delete": True, "imagestatus": 2,
+        "wipe_after_delete": True, "imagestatus": 2, "delete_on_storage_domain_ids": [s.src],
     }
 
 

@@ -20,6 +20,7 @@ from feature_rows import (
     new_id,
     refused,
     setup,
+    snapshot,
 )
 
 
@@ -192,14 +193,41 @@ def test_phase3_refuses_without_a_pending_move(db) -> None:
     assert "already ended" in refused(db, "MD003", call, (s.disk.disk_id, s.src, s.dest))
 
 
-def test_mark_illegal_with_and_without_unlocking_the_original(db) -> None:
+def test_compensation_unlocks_the_original_and_records_the_partial_copy(db) -> None:
     s = setup(db)
     tmp, _ = move_phase1(db, s)
+    # Before phase 3 only compensation fits: marking without unlocking is the end with success.
+    assert "has not committed" in refused(db, "MD003", "SELECT MarkTemporaryDiskIllegal(%s)", (tmp,))
+    assert db.execute("SELECT MarkTemporaryDiskIllegal(v_image_group_id => %s, "
+                      "v_unlock_original => TRUE) AS n", (tmp,)).fetchone()["n"] == 2
+    assert statuses(db, tmp) == [ILLEGAL] * 2 and statuses(db, s.disk.disk_id) == [OK] * 2
+    pending = db.execute("SELECT image_group_id, storage_domain_id, reason, temporary_disk_id "
+                         "FROM GetAllImageGroupsToBeDeleted()").fetchall()
+    assert pending == [{"image_group_id": s.disk.disk_id, "storage_domain_id": s.dest,
+                        "reason": "MOVE_FAILED", "temporary_disk_id": tmp}]
+    # A repeat (a retry after a crash) says "already happened": 0, nothing changes.
+    before = snapshot(db)
+    assert db.execute("SELECT MarkTemporaryDiskIllegal(%s, TRUE) AS n", (tmp,)).fetchone()["n"] == 0
+    assert snapshot(db) == before
+
+
+def test_end_with_success_marks_only_after_phase3(db) -> None:
+    s = setup(db)
+    tmp, _ = move_phase1(db, s)
+    move_phase3(db, s)
+    assert "roll forward" in refused(db, "MD003", "SELECT MarkTemporaryDiskIllegal(%s, TRUE)", (tmp,))
     assert db.execute("SELECT MarkTemporaryDiskIllegal(%s) AS n", (tmp,)).fetchone()["n"] == 2
-    assert statuses(db, tmp) == [ILLEGAL] * 2 and statuses(db, s.disk.disk_id) == [LOCKED] * 2
-    db.execute("SELECT MarkTemporaryDiskIllegal(v_image_group_id => %s, v_unlock_original => TRUE)",
-               (tmp,))
-    assert statuses(db, s.disk.disk_id) == [OK] * 2
+    assert statuses(db, tmp) == [ILLEGAL] * 2 and statuses(db, s.disk.disk_id) == [OK] * 2
+    assert db.execute("SELECT MarkTemporaryDiskIllegal(%s) AS n", (tmp,)).fetchone()["n"] == 0
+    assert "nothing to compensate" in refused(
+        db, "MD003", "SELECT MarkTemporaryDiskIllegal(%s, TRUE)", (tmp,))
+    pending = db.execute("SELECT image_group_id, storage_domain_id, reason "
+                         "FROM GetAllImageGroupsToBeDeleted()").fetchall()
+    assert pending == [{"image_group_id": s.disk.disk_id, "storage_domain_id": s.src,
+                        "reason": "SOURCE_AFTER_MOVE"}]
+    # Removing the leftover once the agent deleted it on S confirms that deletion too.
+    db.execute("SELECT RemoveTemporaryDisk(%s, v_storage_deleted => TRUE)", (tmp,))
+    assert db.execute("SELECT * FROM GetAllImageGroupsToBeDeleted()").fetchall() == []
 
 
 def test_mark_illegal_refuses_unknown_and_non_temporary_disks(db) -> None:

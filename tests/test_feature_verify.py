@@ -79,6 +79,33 @@ def test_temporary_image_without_its_row(db) -> None:
     assert row["severity"] == "error" and row["related_ids"] == [orphan.disk_id]
 
 
+def test_a_user_disk_named_like_a_temporary_disk_is_no_finding(db) -> None:
+    s = setup(db)
+    # No disk named "backup": not a temporary disk phase 1 made.
+    own = make_disk(db, s.src, volumes=1, alias="backup_To_Be_Deleted")
+    assert findings(db) == []
+    # A twin exists, but the disk is attached to a VM: temporary disks never are.
+    make_disk(db, s.src, volumes=1, alias="backup")
+    vm = new_id()
+    db.execute("INSERT INTO vm_static (vm_guid, vm_name, vmt_guid, entity_type) "
+               "VALUES (%s, 'vm1', %s, 'VM')", (vm, vm))
+    db.execute("INSERT INTO vm_device (device_id, vm_id, type, device, address) "
+               "VALUES (%s, %s, 'disk', 'disk', '')", (own.disk_id, vm))
+    assert findings(db) == []
+    # The same disk unattached, with its twin, is taken for a temporary disk that lost its rows.
+    db.execute("DELETE FROM vm_device WHERE device_id = %s", (own.disk_id,))
+    only(db, "temporary_image_without_row", own.images[0])
+
+
+def test_a_temporary_volume_without_row_next_to_one_with_a_row(db) -> None:
+    s = setup(db)
+    _, tmp, mapping = start_move(db, s)
+    lost = mapping[s.disk.images[0]]
+    db.execute("SELECT DeleteImageToBeDeleted(%s)", (lost,))
+    db.execute("UPDATE base_disks SET disk_alias = 'renamed' WHERE disk_id = %s", (tmp,))
+    only(db, "temporary_image_without_row", lost)
+
+
 def test_row_without_its_image(db) -> None:
     s = setup(db)
     ghost = new_id()
@@ -191,7 +218,7 @@ def test_verification_functions_are_stable_and_granted_to_the_dba(db) -> None:
         "SELECT p.proname, p.provolatile, has_function_privilege('movedisk_dba', p.oid, 'EXECUTE') "
         "AS dba FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
         "AND p.proname LIKE 'verify%'").fetchall()
-    assert len(rows) == 9
+    assert len(rows) == 10
     assert all(r["provolatile"] == "s" and r["dba"] for r in rows), rows
     # The DBA may not run the phase helpers.
     assert not db.execute("SELECT has_function_privilege('movedisk_dba', "

@@ -1,6 +1,12 @@
 -- images_to_be_deleted: the rows of the temporary (To_Be_Deleted) images of disk moves,
 -- the storage-match procedure ([1] of the specification) and the removal plan.
 -- Errors: MD001 no image has that id, MD006 the image exists but is not temporary.
+--
+-- One definition of "the source data on S is the live disk", at the level of what the storage
+-- agent deletes (Image.delete takes an image group): IsImageGroupOnStorageDomain(G, S), true
+-- while any volume of disk G is mapped on domain S. The storage-match procedure, the removal
+-- plan, RemoveTemporaryDisk, MarkTemporaryDiskIllegal, the pending deletions and the verify
+-- checks all answer by it; a snapshot merge that removes one source volume changes nothing.
 
 -- InsertImageToBeDeleted: records that temporary image v_image_id stands for v_src_image_id.
 CREATE OR REPLACE FUNCTION InsertImageToBeDeleted(
@@ -119,9 +125,33 @@ BEGIN
 END;
 $procedure$;
 
--- GetSourceImageOnSourceStorage: the source image of temporary image v_image_id, when the
--- database still maps it on that temporary image's source storage; no row otherwise
--- (the storage-match procedure [1] of the specification).
+-- IsImageGroupOnStorageDomain: is any volume of disk v_image_group_id mapped on storage domain
+-- v_storage_domain_id? The package's one definition of "the data of that image group on that
+-- domain is the live disk": when true, the agent must never delete the image group there.
+CREATE OR REPLACE FUNCTION IsImageGroupOnStorageDomain(
+    v_image_group_id UUID,
+    v_storage_domain_id UUID
+)
+RETURNS BOOLEAN
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN EXISTS (
+        SELECT 1
+        FROM images AS i
+        INNER JOIN image_storage_domain_map AS m
+            ON m.image_id = i.image_guid AND m.storage_domain_id = v_storage_domain_id
+        WHERE i.image_group_id = v_image_group_id
+    );
+END;
+$procedure$;
+
+-- GetSourceImageOnSourceStorage: the storage-match procedure [1] of the specification: for
+-- temporary image v_image_id, its source image, disk, domain and pool when the source disk is
+-- still live on the source domain (IsImageGroupOnStorageDomain(src_image_group_id, src_storage):
+-- any of its volumes mapped there, so the data there must never be deleted); no row otherwise.
+-- src_image_id is the volume recorded at phase 1 (a later snapshot merge may have removed it).
 CREATE OR REPLACE FUNCTION GetSourceImageOnSourceStorage(v_image_id UUID)
 RETURNS TABLE (
     src_image_id UUID,
@@ -134,41 +164,41 @@ SET search_path = public, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT src.image_guid, src.image_group_id, m.storage_domain_id, p.storage_pool_id
+    SELECT t.src_image_id, t.src_image_group_id, t.src_storage, p.storage_pool_id
     FROM images_to_be_deleted AS t
-    INNER JOIN images AS src
-        ON src.image_guid = t.src_image_id AND src.image_group_id = t.src_image_group_id
-    INNER JOIN image_storage_domain_map AS m
-        ON m.image_id = t.src_image_id AND m.storage_domain_id = t.src_storage
     LEFT JOIN storage_pool_iso_map AS p ON p.storage_id = t.src_storage
-    WHERE t.image_id = v_image_id;
+    WHERE t.image_id = v_image_id
+      AND IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage);
 END;
 $procedure$;
 
--- IsSourceImageOnSourceStorage: does GetSourceImageOnSourceStorage(v_image_id) find a row?
+-- IsSourceImageOnSourceStorage: the storage-match procedure [1] as a yes/no: is the source disk
+-- of temporary image v_image_id still live on its source domain (the same answer as
+-- GetSourceImageOnSourceStorage finding a row)? True: removing the temporary disk removes rows
+-- only. False for an id that is not a temporary image.
 CREATE OR REPLACE FUNCTION IsSourceImageOnSourceStorage(v_image_id UUID)
 RETURNS BOOLEAN
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
 BEGIN
-    RETURN EXISTS (
-        SELECT 1
+    RETURN coalesce((
+        SELECT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
         FROM images_to_be_deleted AS t
-        INNER JOIN images AS src
-            ON src.image_guid = t.src_image_id AND src.image_group_id = t.src_image_group_id
-        INNER JOIN image_storage_domain_map AS m
-            ON m.image_id = t.src_image_id AND m.storage_domain_id = t.src_storage
         WHERE t.image_id = v_image_id
-    );
+    ), FALSE);
 END;
 $procedure$;
 
 -- GetImageToBeDeletedRemovalPlan: what removing temporary image v_image_id must do.
--- DB_ONLY: a volume of the source disk is still mapped on the source domain, so the data there
--- is the live original (never delete it); only the rows go. STORAGE_AND_DB: the source disk left
--- the source domain; the agent deletes image group src_image_group_id on src_storage
--- (deleteImage(sdUUID, spUUID, imgUUID, postZero = wipe_after_delete)) and then the rows go.
+-- DB_ONLY: the source disk is live on the source domain (IsSourceImageOnSourceStorage), so the
+-- data there is the original (never delete it); only the rows go. STORAGE_AND_DB: the source disk
+-- left the source domain; the agent deletes image group src_image_group_id on storage_domain_id
+-- (Image.delete(sdUUID, spUUID, imgUUID, postZero = wipe_after_delete)), then
+-- RemoveTemporaryDisk(v_storage_deleted => TRUE). delete_on_storage_domain_ids: every domain on
+-- which the agent still has to delete src_image_group_id for this disk: the source domain for
+-- STORAGE_AND_DB, and each pending image_groups_to_be_deleted row (a failed move's partial copy
+-- on its destination: ConfirmImageGroupDeleted once deleted); never a domain where it is live.
 CREATE OR REPLACE FUNCTION GetImageToBeDeletedRemovalPlan(v_image_id UUID)
 RETURNS TABLE (
     image_id UUID,
@@ -179,7 +209,8 @@ RETURNS TABLE (
     src_image_group_id UUID,
     src_image_id UUID,
     wipe_after_delete BOOLEAN,
-    imagestatus INTEGER
+    imagestatus INTEGER,
+    delete_on_storage_domain_ids UUID[]
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
@@ -196,24 +227,30 @@ BEGIN
     SELECT
         t.image_id,
         tmp.image_group_id,
-        CASE
-            WHEN EXISTS (
-                SELECT 1
-                FROM images AS src
-                INNER JOIN image_storage_domain_map AS m
-                    ON m.image_id = src.image_guid AND m.storage_domain_id = t.src_storage
-                WHERE src.image_group_id = t.src_image_group_id
-            ) THEN 'DB_ONLY'
-            ELSE 'STORAGE_AND_DB'
-        END,
+        CASE WHEN live.on_src THEN 'DB_ONLY' ELSE 'STORAGE_AND_DB' END,
         p.storage_pool_id,
         t.src_storage,
         t.src_image_group_id,
         t.src_image_id,
         coalesce(b.wipe_after_delete, FALSE),
-        tmp.imagestatus
+        tmp.imagestatus,
+        ARRAY(
+            SELECT d.sd
+            FROM (
+                SELECT t.src_storage AS sd WHERE NOT live.on_src
+                UNION
+                SELECT g.storage_domain_id
+                FROM image_groups_to_be_deleted AS g
+                WHERE g.image_group_id = t.src_image_group_id
+                  AND NOT IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
+            ) AS d
+            ORDER BY d.sd
+        )
     FROM images_to_be_deleted AS t
     INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    CROSS JOIN LATERAL (
+        SELECT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage) AS on_src
+    ) AS live
     LEFT JOIN base_disks AS b ON b.disk_id = tmp.image_group_id
     LEFT JOIN storage_pool_iso_map AS p ON p.storage_id = t.src_storage
     WHERE t.image_id = v_image_id;

@@ -1,9 +1,16 @@
 -- Move Disk Two Phase Commit: the database side of each phase, one transaction each.
--- Every function locks the rows it works on (FOR UPDATE) and refuses, changing nothing,
--- when its preconditions fail:
---   MD001 unknown disk, MD002 wrong / inactive / foreign domain or source = destination,
---   MD003 locked, already moving, or wrong status, MD006 not a temporary disk,
---   MD007 no room on the destination.
+-- Safe in any order callers run them (several engine processes, recovery, a DBA):
+-- - One lock order everywhere: the original disk's volumes (images rows, by image_guid), then
+--   the temporary disks' volumes (by image_guid), then image_groups_to_be_deleted rows. Every
+--   function takes its locks before it reads what it decides on, so a concurrent call waits
+--   for the first to commit and then decides on what that one left.
+-- - Each refuses, changing nothing, unless the state is the one it acts on:
+--   MD001 unknown disk (also: a temporary disk already removed), MD002 wrong / inactive /
+--   foreign domain or source = destination, MD003 cannot happen in this state (locked, already
+--   moving, phase 3 committed or not), MD006 not a temporary disk, MD007 no room.
+-- - A repeat of a call that already happened returns 0 (nothing changed); a first call returns
+--   the number of volumes it changed (> 0). Callers run them in READ COMMITTED (the default).
+-- "The disk is live on domain X" is IsImageGroupOnStorageDomain (images_to_be_deleted_sp.sql).
 -- Image status codes are oVirt's: OK=1, LOCKED=2, ILLEGAL=4; a domain is Active (3) in
 -- storage_pool_iso_map.status; storage_domain_dynamic.available_disk_size is in GB.
 
@@ -52,6 +59,15 @@ BEGIN
     IF v_old_ids IS NULL THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
+    -- Then the volumes of its temporary disks (earlier moves), whose status says "moving".
+    PERFORM 1
+    FROM images AS tmp
+    WHERE tmp.image_guid IN (
+        SELECT t.image_id FROM images_to_be_deleted AS t
+        WHERE t.src_image_group_id = v_image_group_id
+    )
+    ORDER BY tmp.image_guid
+    FOR UPDATE;
     IF EXISTS (
         SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = ANY(v_old_ids)
     ) THEN
@@ -104,6 +120,14 @@ BEGIN
     ) THEN
         RAISE EXCEPTION 'a leftover of disk % is still on storage domain %; remove it first',
             v_image_group_id, v_dest_storage USING ERRCODE = 'MD003';
+    END IF;
+    IF EXISTS (
+        SELECT 1
+        FROM image_groups_to_be_deleted AS g
+        WHERE g.image_group_id = v_image_group_id AND g.storage_domain_id = v_dest_storage
+    ) THEN
+        RAISE EXCEPTION 'a copy of disk % left by a failed move is still to be deleted on storage '
+            'domain %; clean it up first', v_image_group_id, v_dest_storage USING ERRCODE = 'MD003';
     END IF;
 
     SELECT p.storage_pool_id INTO v_pool_id
@@ -224,10 +248,12 @@ BEGIN
 END;
 $procedure$;
 
--- UpdateImageGroupStorageDomain: phase 3: maps every volume of disk v_image_group_id from
--- v_src_storage to v_dest_storage and unlocks it (OK), once the copy succeeded. Requires the
--- pending move (LOCKED temporary disk) recorded by phase 1. Returns the volumes re-mapped;
--- 0 when phase 3 already committed (a repeated call changes nothing).
+-- UpdateImageGroupStorageDomain: phase 3 of the move of disk v_image_group_id from v_src_storage
+-- to v_dest_storage, once the copy succeeded: every volume mapped to the destination, the disk
+-- unlocked (OK). Only while this move's temporary disk is LOCKED and the disk is wholly on the
+-- source and LOCKED; MD003 otherwise (the move was compensated, or none is pending). Returns the
+-- volumes re-mapped; 0 when phase 3 already committed (the disk wholly on the destination,
+-- unlocked, its temporary disk still there): a repeat changes nothing.
 CREATE OR REPLACE FUNCTION UpdateImageGroupStorageDomain(
     v_image_group_id UUID,
     v_src_storage UUID,
@@ -241,10 +267,12 @@ DECLARE
     v_volumes INTEGER;
     v_on_src INTEGER;
     v_on_dest INTEGER;
+    v_locked INTEGER;
     v_tmp_locked INTEGER;
     v_tmp_other INTEGER;
     v_moved INTEGER;
 BEGIN
+    -- Lock order: the disk's volumes, then its temporary disks' volumes.
     PERFORM 1
     FROM images AS i
     WHERE i.image_group_id = v_image_group_id
@@ -253,6 +281,14 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
+    PERFORM 1
+    FROM images AS tmp
+    WHERE tmp.image_guid IN (
+        SELECT t.image_id FROM images_to_be_deleted AS t
+        WHERE t.src_image_group_id = v_image_group_id
+    )
+    ORDER BY tmp.image_guid
+    FOR UPDATE;
 
     SELECT
         count(*) FILTER (WHERE tmp.imagestatus = 2),
@@ -263,15 +299,6 @@ BEGIN
     WHERE t.src_image_group_id = v_image_group_id
       AND t.src_storage = v_src_storage
       AND t.dest_storage = v_dest_storage;
-    IF v_tmp_locked = 0 THEN
-        IF v_tmp_other > 0 THEN
-            RAISE EXCEPTION 'the move of disk % from % to % already ended (temporary disk is '
-                'not LOCKED)', v_image_group_id, v_src_storage, v_dest_storage
-                USING ERRCODE = 'MD003';
-        END IF;
-        RAISE EXCEPTION 'no move of disk % from % to % is pending', v_image_group_id,
-            v_src_storage, v_dest_storage USING ERRCODE = 'MD003';
-    END IF;
 
     SELECT
         count(*),
@@ -282,17 +309,33 @@ BEGIN
         count(*) FILTER (WHERE EXISTS (
             SELECT 1 FROM image_storage_domain_map AS m
             WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_dest_storage
-        ))
-    INTO v_volumes, v_on_src, v_on_dest
+        )),
+        count(*) FILTER (WHERE i.imagestatus = 2)
+    INTO v_volumes, v_on_src, v_on_dest, v_locked
     FROM images AS i
     WHERE i.image_group_id = v_image_group_id;
 
-    IF v_on_dest = v_volumes AND v_on_src = 0 THEN
-        RETURN 0;
+    IF v_on_dest = v_volumes AND v_on_src = 0 AND v_locked = 0
+       AND v_tmp_locked + v_tmp_other > 0 THEN
+        RETURN 0;  -- phase 3 already committed
+    END IF;
+    IF v_tmp_locked = 0 THEN
+        IF v_tmp_other > 0 THEN
+            RAISE EXCEPTION 'the move of disk % from % to % already ended with failure (its '
+                'temporary disk is not LOCKED); phase 3 cannot commit', v_image_group_id,
+                v_src_storage, v_dest_storage USING ERRCODE = 'MD003';
+        END IF;
+        RAISE EXCEPTION 'no move of disk % from % to % is pending', v_image_group_id,
+            v_src_storage, v_dest_storage USING ERRCODE = 'MD003';
     END IF;
     IF v_on_src < v_volumes OR v_on_dest > 0 THEN
-        RAISE EXCEPTION 'disk % is not wholly on storage domain % (% of % volumes)',
-            v_image_group_id, v_src_storage, v_on_src, v_volumes USING ERRCODE = 'MD002';
+        RAISE EXCEPTION 'disk % is not wholly on storage domain % (% of % volumes, % on %)',
+            v_image_group_id, v_src_storage, v_on_src, v_volumes, v_on_dest, v_dest_storage
+            USING ERRCODE = 'MD003';
+    END IF;
+    IF v_locked < v_volumes THEN
+        RAISE EXCEPTION 'disk % is not locked by its move (% of % volumes LOCKED)',
+            v_image_group_id, v_locked, v_volumes USING ERRCODE = 'MD003';
     END IF;
 
     UPDATE image_storage_domain_map AS m
@@ -311,9 +354,13 @@ BEGIN
 END;
 $procedure$;
 
--- MarkTemporaryDiskIllegal: temporary disk v_image_group_id goes ILLEGAL (it records a leftover
--- or a failed move; compensation never drops it silently); with v_unlock_original the original
--- disk's LOCKED volumes go back to OK. Returns the temporary volumes marked.
+-- MarkTemporaryDiskIllegal: temporary disk v_image_group_id goes ILLEGAL: it stays as the record
+-- of its move's end. With v_unlock_original (compensation / end with failure): only while the
+-- original disk is wholly on the source domain (MD003 once phase 3 committed: roll forward);
+-- unlocks the original volumes of this move only, and records the destination's partial copy
+-- in image_groups_to_be_deleted (MOVE_FAILED). Without (end with success, the deletion on the
+-- source refused): only after phase 3 committed (MD003 before); records the source copy
+-- (SOURCE_AFTER_MOVE). Returns the temporary volumes marked; 0 when that end already happened.
 CREATE OR REPLACE FUNCTION MarkTemporaryDiskIllegal(
     v_image_group_id UUID,
     v_unlock_original BOOLEAN DEFAULT FALSE
@@ -323,29 +370,123 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
 DECLARE
+    v_src_group UUID;
+    v_src UUID;
+    v_dest UUID;
     v_tmp_ids UUID[];
-    v_src_group_ids UUID[];
+    v_tmp_locked INTEGER;
+    v_volumes INTEGER;
+    v_on_src INTEGER;
+    v_on_dest INTEGER;
     v_marked INTEGER;
 BEGIN
-    SELECT array_agg(i.image_guid)
-    INTO v_tmp_ids
-    FROM (
-        SELECT img.image_guid
-        FROM images AS img
-        WHERE img.image_group_id = v_image_group_id
-        ORDER BY img.image_guid
-        FOR UPDATE
-    ) AS i;
-    IF v_tmp_ids IS NULL THEN
+    IF NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_group_id = v_image_group_id) THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
-    SELECT array_agg(DISTINCT t.src_image_group_id)
-    INTO v_src_group_ids
-    FROM images_to_be_deleted AS t
-    WHERE t.image_id = ANY(v_tmp_ids);
-    IF v_src_group_ids IS NULL THEN
+    SELECT t.src_image_group_id, t.src_storage, t.dest_storage
+    INTO v_src_group, v_src, v_dest
+    FROM images AS tmp
+    INNER JOIN images_to_be_deleted AS t ON t.image_id = tmp.image_guid
+    WHERE tmp.image_group_id = v_image_group_id
+    ORDER BY t.image_id
+    LIMIT 1;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'disk % is not a temporary (To_Be_Deleted) disk', v_image_group_id
             USING ERRCODE = 'MD006';
+    END IF;
+
+    -- Lock order: the original's volumes, then the temporary disk's; then decide.
+    PERFORM 1
+    FROM images AS i
+    WHERE i.image_group_id = v_src_group
+    ORDER BY i.image_guid
+    FOR UPDATE;
+    SELECT array_agg(x.image_guid), count(*) FILTER (WHERE x.imagestatus = 2)
+    INTO v_tmp_ids, v_tmp_locked
+    FROM (
+        SELECT tmp.image_guid, tmp.imagestatus
+        FROM images AS tmp
+        WHERE tmp.image_group_id = v_image_group_id
+        ORDER BY tmp.image_guid
+        FOR UPDATE
+    ) AS x;
+    IF v_tmp_ids IS NULL THEN
+        RAISE EXCEPTION 'no disk has id % (the temporary disk was removed)', v_image_group_id
+            USING ERRCODE = 'MD001';
+    END IF;
+    SELECT
+        count(*),
+        count(*) FILTER (WHERE EXISTS (
+            SELECT 1 FROM image_storage_domain_map AS m
+            WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_src
+        )),
+        count(*) FILTER (WHERE EXISTS (
+            SELECT 1 FROM image_storage_domain_map AS m
+            WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_dest
+        ))
+    INTO v_volumes, v_on_src, v_on_dest
+    FROM images AS i
+    WHERE i.image_group_id = v_src_group;
+
+    IF coalesce(v_unlock_original, FALSE) THEN
+        IF v_tmp_locked = 0 THEN
+            IF v_on_src > 0 AND v_on_dest = 0 THEN
+                RETURN 0;  -- already compensated
+            END IF;
+            RAISE EXCEPTION 'the move of disk % from % to % ended with the disk on % (phase 3 '
+                'committed); there is nothing to compensate', v_src_group, v_src, v_dest, v_dest
+                USING ERRCODE = 'MD003';
+        END IF;
+        IF v_volumes > 0 AND v_on_dest = v_volumes AND v_on_src = 0 THEN
+            RAISE EXCEPTION 'phase 3 of the move of disk % from % to % committed: the disk is on '
+                '%; roll forward (end with success), do not compensate', v_src_group, v_src,
+                v_dest, v_dest USING ERRCODE = 'MD003';
+        END IF;
+        IF v_volumes = 0 OR v_on_src < v_volumes OR v_on_dest > 0 THEN
+            RAISE EXCEPTION 'disk % is not wholly on storage domain % (% of % volumes, % on %); '
+                'the move cannot be compensated', v_src_group, v_src, v_on_src, v_volumes,
+                v_on_dest, v_dest USING ERRCODE = 'MD003';
+        END IF;
+
+        UPDATE images AS i
+        SET imagestatus = 4, _update_date = now()
+        WHERE i.image_guid = ANY(v_tmp_ids);
+        GET DIAGNOSTICS v_marked = ROW_COUNT;
+
+        UPDATE images AS i
+        SET imagestatus = 1, _update_date = now()
+        WHERE i.image_group_id = v_src_group
+          AND i.imagestatus = 2
+          AND i.image_guid IN (
+              SELECT t.src_image_id FROM images_to_be_deleted AS t
+              WHERE t.image_id = ANY(v_tmp_ids)
+          );
+
+        INSERT INTO image_groups_to_be_deleted (
+            image_group_id, storage_domain_id, storage_pool_id, reason, temporary_disk_id,
+            wipe_after_delete
+        )
+        SELECT
+            v_src_group, v_dest,
+            (SELECT p.storage_pool_id FROM storage_pool_iso_map AS p WHERE p.storage_id = v_dest),
+            'MOVE_FAILED', v_image_group_id,
+            coalesce((SELECT b.wipe_after_delete FROM base_disks AS b
+                      WHERE b.disk_id = v_image_group_id), FALSE)
+        ON CONFLICT ON CONSTRAINT pk_image_groups_to_be_deleted DO NOTHING;
+        RETURN v_marked;
+    END IF;
+
+    IF v_on_src > 0 THEN
+        IF v_tmp_locked > 0 THEN
+            RAISE EXCEPTION 'phase 3 of the move of disk % from % to % has not committed (the '
+                'disk is on %): compensate with v_unlock_original => TRUE', v_src_group, v_src,
+                v_dest, v_src USING ERRCODE = 'MD003';
+        END IF;
+        RAISE EXCEPTION 'temporary disk % records a move that ended with failure (disk % is '
+            'still on %)', v_image_group_id, v_src_group, v_src USING ERRCODE = 'MD003';
+    END IF;
+    IF v_tmp_locked = 0 THEN
+        RETURN 0;  -- already marked
     END IF;
 
     UPDATE images AS i
@@ -353,20 +494,28 @@ BEGIN
     WHERE i.image_guid = ANY(v_tmp_ids);
     GET DIAGNOSTICS v_marked = ROW_COUNT;
 
-    IF v_unlock_original THEN
-        UPDATE images AS i
-        SET imagestatus = 1, _update_date = now()
-        WHERE i.image_group_id = ANY(v_src_group_ids) AND i.imagestatus = 2;
-    END IF;
+    INSERT INTO image_groups_to_be_deleted (
+        image_group_id, storage_domain_id, storage_pool_id, reason, temporary_disk_id,
+        wipe_after_delete
+    )
+    SELECT
+        v_src_group, v_src,
+        (SELECT p.storage_pool_id FROM storage_pool_iso_map AS p WHERE p.storage_id = v_src),
+        'SOURCE_AFTER_MOVE', v_image_group_id,
+        coalesce((SELECT b.wipe_after_delete FROM base_disks AS b
+                  WHERE b.disk_id = v_image_group_id), FALSE)
+    ON CONFLICT ON CONSTRAINT pk_image_groups_to_be_deleted DO NOTHING;
     RETURN v_marked;
 END;
 $procedure$;
 
 -- RemoveTemporaryDisk: the database side of removing temporary disk v_image_group_id: its
--- images_to_be_deleted rows, volumes, mappings and disk row. When the source disk left the
--- source domain (plan STORAGE_AND_DB) the caller passes v_storage_deleted => TRUE once the agent
--- deleted the leftover there. Refuses a temporary disk of a move still in flight (LOCKED while
--- the original is on the source domain: compensate first). Returns the volumes removed.
+-- images_to_be_deleted rows, volumes, mappings and disk row. When the source disk is not live on
+-- the source domain (IsImageGroupOnStorageDomain; plan STORAGE_AND_DB: after phase 3, or the
+-- disk gone) the caller passes v_storage_deleted => TRUE once the agent deleted the image group
+-- there; that also confirms the pending SOURCE_AFTER_MOVE deletion. Refuses (MD003) a move still
+-- in flight (LOCKED while the disk is live on the source: compensate first). Returns the volumes
+-- removed; a repeat finds no disk (MD001).
 CREATE OR REPLACE FUNCTION RemoveTemporaryDisk(
     v_image_group_id UUID,
     v_storage_deleted BOOLEAN DEFAULT FALSE
@@ -376,43 +525,50 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
 DECLARE
+    v_src_group UUID;
+    v_src UUID;
     v_tmp_ids UUID[];
-    v_rows INTEGER;
-    v_locked INTEGER;
+    v_tmp_locked INTEGER;
     v_live_original BOOLEAN;
     v_removed INTEGER;
 BEGIN
-    SELECT array_agg(i.image_guid)
-    INTO v_tmp_ids
-    FROM (
-        SELECT img.image_guid
-        FROM images AS img
-        WHERE img.image_group_id = v_image_group_id
-        ORDER BY img.image_guid
-        FOR UPDATE
-    ) AS i;
-    IF v_tmp_ids IS NULL THEN
+    IF NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_group_id = v_image_group_id) THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
-    SELECT
-        count(*),
-        count(*) FILTER (WHERE tmp.imagestatus = 2),
-        coalesce(bool_or(EXISTS (
-            SELECT 1
-            FROM images AS src
-            INNER JOIN image_storage_domain_map AS m
-                ON m.image_id = src.image_guid AND m.storage_domain_id = t.src_storage
-            WHERE src.image_group_id = t.src_image_group_id
-        )), FALSE)
-    INTO v_rows, v_locked, v_live_original
-    FROM images_to_be_deleted AS t
-    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
-    WHERE t.image_id = ANY(v_tmp_ids);
-    IF v_rows = 0 THEN
+    SELECT t.src_image_group_id, t.src_storage
+    INTO v_src_group, v_src
+    FROM images AS tmp
+    INNER JOIN images_to_be_deleted AS t ON t.image_id = tmp.image_guid
+    WHERE tmp.image_group_id = v_image_group_id
+    ORDER BY t.image_id
+    LIMIT 1;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'disk % is not a temporary (To_Be_Deleted) disk', v_image_group_id
             USING ERRCODE = 'MD006';
     END IF;
-    IF v_live_original AND v_locked > 0 THEN
+
+    -- Lock order: the original's volumes, then the temporary disk's; then decide.
+    PERFORM 1
+    FROM images AS i
+    WHERE i.image_group_id = v_src_group
+    ORDER BY i.image_guid
+    FOR UPDATE;
+    SELECT array_agg(x.image_guid), count(*) FILTER (WHERE x.imagestatus = 2)
+    INTO v_tmp_ids, v_tmp_locked
+    FROM (
+        SELECT tmp.image_guid, tmp.imagestatus
+        FROM images AS tmp
+        WHERE tmp.image_group_id = v_image_group_id
+        ORDER BY tmp.image_guid
+        FOR UPDATE
+    ) AS x;
+    IF v_tmp_ids IS NULL THEN
+        RAISE EXCEPTION 'no disk has id % (the temporary disk was removed)', v_image_group_id
+            USING ERRCODE = 'MD001';
+    END IF;
+    v_live_original := IsImageGroupOnStorageDomain(v_src_group, v_src);
+
+    IF v_live_original AND v_tmp_locked > 0 THEN
         RAISE EXCEPTION 'temporary disk % belongs to a move still in flight; mark it ILLEGAL '
             '(compensate) first', v_image_group_id USING ERRCODE = 'MD003';
     END IF;
@@ -427,12 +583,17 @@ BEGIN
     DELETE FROM images AS i WHERE i.image_guid = ANY(v_tmp_ids);
     GET DIAGNOSTICS v_removed = ROW_COUNT;
     DELETE FROM base_disks AS b WHERE b.disk_id = v_image_group_id;
+    IF NOT v_live_original THEN
+        DELETE FROM image_groups_to_be_deleted AS g
+        WHERE g.image_group_id = v_src_group AND g.storage_domain_id = v_src;
+    END IF;
     RETURN v_removed;
 END;
 $procedure$;
 
 -- GetAllTemporaryDisks: one row per temporary disk: its source disk and domains, its status and
--- the original's, and whether the original is still on the source domain (the storage match).
+-- the original's, and whether the original is live on the source domain (the storage match,
+-- IsImageGroupOnStorageDomain).
 CREATE OR REPLACE FUNCTION GetAllTemporaryDisks()
 RETURNS TABLE (
     temporary_disk_id UUID,
@@ -457,13 +618,7 @@ BEGIN
         t.dest_storage,
         max(tmp.imagestatus),
         (SELECT max(o.imagestatus) FROM images AS o WHERE o.image_group_id = t.src_image_group_id),
-        EXISTS (
-            SELECT 1
-            FROM images AS src
-            INNER JOIN image_storage_domain_map AS m
-                ON m.image_id = src.image_guid AND m.storage_domain_id = t.src_storage
-            WHERE src.image_group_id = t.src_image_group_id
-        ),
+        IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage),
         count(*),
         min(t._create_date)
     FROM images_to_be_deleted AS t

@@ -9,8 +9,11 @@
 -- A LOCKED volume belongs to a command when business_entity_snapshot records it (its guid or
 -- its disk's id as entity_id) for an unfinished command (CreateTemporaryDiskForMove does so).
 
--- VerifyTemporaryImagesWithoutRow: volumes of To_Be_Deleted disks that have no
--- images_to_be_deleted row (the leftover they stand for is no longer known).
+-- VerifyTemporaryImagesWithoutRow: volumes of temporary (To_Be_Deleted) disks that have no
+-- images_to_be_deleted row (the leftover they stand for is no longer known). A disk is taken for
+-- temporary when another of its volumes has a row, or when it has no row at all but looks like
+-- one phase 1 made: alias <A>_To_Be_Deleted, attached to no VM, and a disk aliased <A> exists
+-- (a user's own disk named ..._To_Be_Deleted, attached or without such a twin, is no finding).
 CREATE OR REPLACE FUNCTION VerifyTemporaryImagesWithoutRow()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -28,8 +31,31 @@ BEGIN
                i.image_guid, i.image_group_id, b.disk_alias)
     FROM base_disks AS b
     INNER JOIN images AS i ON i.image_group_id = b.disk_id
-    WHERE b.disk_alias LIKE '%\_To\_Be\_Deleted'
-      AND NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = i.image_guid);
+    WHERE NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = i.image_guid)
+      AND (
+          EXISTS (
+              SELECT 1
+              FROM images AS sib
+              INNER JOIN images_to_be_deleted AS t ON t.image_id = sib.image_guid
+              WHERE sib.image_group_id = b.disk_id
+          )
+          OR (
+              b.disk_alias LIKE '%\_To\_Be\_Deleted'
+              AND NOT EXISTS (SELECT 1 FROM vm_device AS vd WHERE vd.device_id = b.disk_id)
+              AND NOT EXISTS (
+                  SELECT 1
+                  FROM images AS sib
+                  INNER JOIN images_to_be_deleted AS t ON t.image_id = sib.image_guid
+                  WHERE sib.image_group_id = b.disk_id
+              )
+              AND EXISTS (
+                  SELECT 1
+                  FROM base_disks AS o
+                  WHERE o.disk_alias = left(b.disk_alias, length(b.disk_alias) - 14)
+                    AND o.disk_id <> b.disk_id
+              )
+          )
+      );
 END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyTemporaryImagesWithoutRow() TO movedisk_dba;
@@ -57,7 +83,9 @@ $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyRowsWithoutImage() TO movedisk_dba;
 
 -- VerifyRowsWithoutSourceImage: images_to_be_deleted rows whose source image no longer exists
--- (the leftover on the source domain must still be deleted there; the plan is STORAGE_AND_DB).
+-- and whose source disk is not live on the source domain (IsImageGroupOnStorageDomain): the
+-- leftover there must still be deleted (plan STORAGE_AND_DB). A source volume merged away while
+-- the disk stays live on the source is no finding (that data is the live disk).
 CREATE OR REPLACE FUNCTION VerifyRowsWithoutSourceImage()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -75,13 +103,14 @@ BEGIN
                'leftover on domain %s is still to be deleted', t.image_id, t.src_image_id,
                t.src_storage)
     FROM images_to_be_deleted AS t
-    WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.src_image_id);
+    WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.src_image_id)
+      AND NOT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage);
 END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyRowsWithoutSourceImage() TO movedisk_dba;
 
 -- VerifyOldLeftovers: temporary disks older than v_leftover_age (stuck moves, or leftovers
--- nobody removed), one row per temporary disk.
+-- nobody removed), one row per temporary disk; NULL means the default, 1 day.
 CREATE OR REPLACE FUNCTION VerifyOldLeftovers(v_leftover_age INTERVAL DEFAULT INTERVAL '1 day')
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -100,14 +129,16 @@ BEGIN
                min(t.dest_storage::TEXT), date_trunc('second', now() - min(t._create_date)))
     FROM images_to_be_deleted AS t
     INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
-    WHERE t._create_date < now() - v_leftover_age
+    WHERE t._create_date < now() - coalesce(v_leftover_age, INTERVAL '1 day')
     GROUP BY tmp.image_group_id;
 END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyOldLeftovers(INTERVAL) TO movedisk_dba;
 
 -- VerifyLockedImagesWithoutCommand: disks with LOCKED volumes that no unfinished command holds
--- (nothing will ever unlock them), one row per disk.
+-- (nothing will ever unlock them), one row per disk. A move started without a command
+-- (CreateTemporaryDiskForMove without v_command_id) holds its disk and its temporary disk while
+-- its temporary disk is LOCKED; VerifyOldLeftovers reports it once it is old.
 CREATE OR REPLACE FUNCTION VerifyLockedImagesWithoutCommand()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -132,13 +163,27 @@ BEGIN
           WHERE b.entity_id IN (i.image_guid::TEXT, i.image_group_id::TEXT)
             AND coalesce(c.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
       )
+      AND NOT EXISTS (
+          -- A move without a command: the LOCKED temporary disk of this disk, or this disk being
+          -- that temporary disk, with no command snapshot recorded for it.
+          SELECT 1
+          FROM images_to_be_deleted AS t
+          INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+          WHERE (t.src_image_group_id = i.image_group_id OR tmp.image_group_id = i.image_group_id)
+            AND tmp.imagestatus = 2
+            AND NOT EXISTS (
+                SELECT 1 FROM business_entity_snapshot AS b
+                WHERE b.entity_id IN (tmp.image_guid::TEXT, tmp.image_group_id::TEXT)
+            )
+      )
     GROUP BY i.image_group_id;
 END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyLockedImagesWithoutCommand() TO movedisk_dba;
 
 -- VerifyCommandsWithoutTask: unfinished commands older than v_command_age with no storage task
--- (async_tasks) and no unfinished child command: nothing is left to finish them.
+-- (async_tasks) and no unfinished child command: nothing is left to finish them; NULL means the
+-- default, 5 minutes.
 CREATE OR REPLACE FUNCTION VerifyCommandsWithoutTask(
     v_command_age INTERVAL DEFAULT INTERVAL '5 minutes'
 )
@@ -158,7 +203,7 @@ BEGIN
                c.command_id, c.command_type, coalesce(c.status, 'NULL'), c.created_at)
     FROM command_entities AS c
     WHERE coalesce(c.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
-      AND coalesce(c.created_at, '-infinity') < now() - v_command_age
+      AND coalesce(c.created_at, '-infinity') < now() - coalesce(v_command_age, INTERVAL '5 minutes')
       AND NOT EXISTS (
           SELECT 1 FROM async_tasks AS a
           WHERE a.command_id = c.command_id OR a.root_command_id = c.command_id
@@ -273,6 +318,47 @@ END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyQuotaUsage() TO movedisk_dba;
 
+-- VerifyImageGroupsToBeDeleted: pending storage deletions (image_groups_to_be_deleted) that
+-- would delete a live disk (the disk is live on that domain: an error, never delete it), and
+-- those older than v_leftover_age (the cleanup keeps failing: a warning with its last error).
+CREATE OR REPLACE FUNCTION VerifyImageGroupsToBeDeleted(
+    v_leftover_age INTERVAL DEFAULT INTERVAL '1 day'
+)
+RETURNS SETOF VERIFY_FINDING
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    SELECT
+        'deletion_of_live_disk'::TEXT,
+        'error'::TEXT,
+        'disk'::TEXT,
+        g.image_group_id,
+        ARRAY[g.storage_domain_id],
+        format('disk %s is live on storage domain %s, where a deletion (%s) is pending: do not '
+               'delete it; check the storage and the row', g.image_group_id, g.storage_domain_id,
+               g.reason)
+    FROM image_groups_to_be_deleted AS g
+    WHERE IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id);
+
+    RETURN QUERY
+    SELECT
+        'old_storage_deletion'::TEXT,
+        'warning'::TEXT,
+        'disk'::TEXT,
+        g.image_group_id,
+        ARRAY[g.storage_domain_id],
+        format('disk %s is still to be deleted on storage domain %s (%s) after %s, %s failed '
+               'attempt(s)%s', g.image_group_id, g.storage_domain_id, g.reason,
+               date_trunc('second', now() - g._create_date), g.attempts,
+               coalesce(': ' || g.last_error, ''))
+    FROM image_groups_to_be_deleted AS g
+    WHERE g._create_date < now() - coalesce(v_leftover_age, INTERVAL '1 day');
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION VerifyImageGroupsToBeDeleted(INTERVAL) TO movedisk_dba;
+
 -- VerifyAll: every check above, errors first.
 CREATE OR REPLACE FUNCTION VerifyAll(
     v_leftover_age INTERVAL DEFAULT INTERVAL '1 day',
@@ -293,6 +379,8 @@ BEGIN
         SELECT * FROM VerifyRowsWithoutSourceImage()
         UNION ALL
         SELECT * FROM VerifyOldLeftovers(v_leftover_age)
+        UNION ALL
+        SELECT * FROM VerifyImageGroupsToBeDeleted(v_leftover_age)
         UNION ALL
         SELECT * FROM VerifyLockedImagesWithoutCommand()
         UNION ALL
