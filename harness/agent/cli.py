@@ -1,6 +1,7 @@
 """``movedisk agent ...``: serve the simulator, list the domains, show tasks.
 
-- ``agent serve --root DIR [--socket PATH] [--fsync]``: run the simulator (foreground).
+- ``agent serve --root DIR [--socket PATH]``: run the simulator (foreground); every copy
+  and deletion is durable (fsynced, directories included) before its task says finished.
 - ``agent ls [--root DIR] [--domain SD] [--verify]``: what the domains hold, read from
   the files (works while the agent is down); ``--verify`` recomputes every checksum.
 - ``agent tasks [--root DIR] [--tag TAG]``: the agent's tasks, from the running agent,
@@ -42,7 +43,8 @@ def register(sub: Any) -> None:
 
     p = common_options(asub.add_parser("serve", help="run the storage agent simulator"))
     _root_option(p)
-    p.add_argument("--fsync", action="store_true", help="fsync every copied volume")
+    p.add_argument("--fsync", action="store_true",
+                   help="accepted for compatibility: every copy is always fsynced")
     p.set_defaults(handler=_serve)
 
     p = common_options(asub.add_parser("ls", help="list domains, image groups and volumes "

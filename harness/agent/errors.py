@@ -86,6 +86,15 @@ class ImageDeleteError(AgentError):
     vdsm_code = 256
 
 
+class SourceImageActionError(AgentError):
+    """VDSM's "Error during source image manipulation": the status code of a Move (op 2)
+    whose copy is complete and durable but whose source image group was not deleted
+    (refused, failed, or interrupted by the agent's death). Distinct from every failed-copy
+    code, so that no caller takes the destination for a partial copy and deletes it."""
+
+    vdsm_code = 259
+
+
 class DestImageActionError(AgentError):
     vdsm_code = 260
 

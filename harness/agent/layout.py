@@ -28,8 +28,14 @@ Deleting the dependent image group unlinks its links; deleting the template's
 image group is refused while another image group on the domain has a volume
 whose parent is one of its volumes.
 
-Every metadata file is written to a temporary name and renamed (atomic).
+Every metadata file is written to a temporary name, fsynced and renamed (atomic).
 Shared volumes' metadata is never rewritten (a rename would break the link).
+
+Durability (what survives a power cut): a file's bytes are durable once the file
+is fsynced, a name (creation, rename, link, removal) once its *directory* is
+fsynced. :func:`fsync_file` and :func:`fsync_dir` are the only two ways the agent
+makes anything durable, and the agent reports a task finished only after both
+have run for everything the task wrote (see server.Agent._do_move).
 """
 
 from __future__ import annotations
@@ -64,8 +70,28 @@ def check_uuid(value: Any, name: str) -> str:
         raise InvalidUUID(f"{name} is not a UUID: {value!r}", parameter=name) from None
 
 
-def write_json_atomic(path: Path, data: dict[str, Any], fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Make the bytes of ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make the names in directory ``path`` durable (files created, renamed, linked, removed)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any], fsync: bool = True,
+                      sync_dir: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file (fsynced) and a rename; with
+    ``sync_dir`` the rename itself is made durable too (the directory is fsynced)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, sort_keys=True)
@@ -73,6 +99,8 @@ def write_json_atomic(path: Path, data: dict[str, Any], fsync: bool = True) -> N
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -144,7 +172,7 @@ class Root:
         return meta
 
     def write_domain_meta(self, sdUUID: str, meta: dict[str, Any]) -> None:
-        write_json_atomic(self.domain_dir(sdUUID) / DOMAIN_META, meta)
+        write_json_atomic(self.domain_dir(sdUUID) / DOMAIN_META, meta, sync_dir=True)
 
     def used_bytes(self, sdUUID: str) -> int:
         """Bytes allocated by the domain's volume files, each inode counted once."""

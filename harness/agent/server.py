@@ -50,8 +50,17 @@ from .errors import (
     VolumeDoesNotExist,
     to_wire,
 )
-from .layout import BLANK_UUID, META_SUFFIX, Root, check_uuid, read_json, write_json_atomic
-from .tasks import Task, TaskStore
+from .layout import (
+    BLANK_UUID,
+    META_SUFFIX,
+    Root,
+    check_uuid,
+    fsync_dir,
+    fsync_file,
+    read_json,
+    write_json_atomic,
+)
+from .tasks import SourceKept, Task, TaskStore
 
 COPY_OP = 1
 MOVE_OP = 2
@@ -62,6 +71,8 @@ FAULT_KINDS = {
     "copy_delay": "slow copy: `bytes_per_second`, or `sleep_per_chunk` seconds per `chunk` bytes",
     "delete_fail": "the deletion fails (ImageDeleteError) before touching anything",
     "delete_die": "the agent process exits in the middle of the deletion (after the rename)",
+    "die_at": "the agent process exits at `point`: data_synced, meta_legal, dirs_synced, "
+              "copy_recorded (Move), delete_renamed, delete_removed, before_finished",
 }
 
 
@@ -93,8 +104,8 @@ class Agent:
     def __init__(self, root: str | os.PathLike[str], fsync_data: bool = False) -> None:
         self.root = Root(root)
         self.root.ensure()
-        self.fsync_data = fsync_data
-        self.tasks = TaskStore(self.root.tasks)
+        self.fsync_data = True  # always (the --fsync option is kept for old command lines)
+        self.tasks = TaskStore(self.root.tasks, self._move_source_gone)
         self.lock = threading.RLock()  # validation + reservation sections
         self.busy: dict[tuple[str, str], str] = {}  # (sdUUID, imgUUID) -> taskID
         self.reserved: dict[str, int] = {}  # sdUUID -> bytes promised to running copies
@@ -123,6 +134,11 @@ class Agent:
             "Sim.clearFaults": self.sim_clear_faults,
             "Sim.faultKinds": lambda: FAULT_KINDS,
         }
+
+    def _move_source_gone(self, params: dict[str, Any]) -> bool:
+        """Whether a Move's source image group is gone (neither live nor being removed)."""
+        sd, img = params["srcDomUUID"], params["imgUUID"]
+        return not (self.root.image_dir(sd, img).exists() or self.root.removal_dir(sd, img).exists())
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -311,9 +327,26 @@ class Agent:
 
         return on_chunk
 
+    def _die_at(self, faults: list[Fault], point: str) -> None:
+        """The ``die_at`` fault: exit the agent (as a crash would) at a named point."""
+        for f in faults:
+            if f.kind == "die_at" and f.params.get("point") == point:
+                _log(f"fault {f.id}: dying at {point}")
+                os._exit(DIE_EXIT_CODE)
+
     def _do_move(self, task: Task, src: str, dst: str, img: str, op: int, postZero: bool,
                  chain: list[dict[str, Any]]) -> dict[str, Any]:
+        """Copy the chain, make it durable, then (op=Move) delete the source.
+
+        The order is what makes "finished" safe to act on after a power cut: each volume's
+        data is fsynced before its metadata says LEGAL (metadata fsynced too), then the
+        directories holding the new names (the image group's directory, and the images
+        directory holding the new group), and only then does the task record say finished
+        (TaskStore.run). A Move records ``copy_complete`` durably before it touches the
+        source, so that whatever happens to the deletion the copy is never taken for a
+        failed one (SourceImageActionError, 259)."""
         faults = self._take_faults("copy_", (src, dst), img)
+        points = self._take_faults("die_at", (src, dst), img)
         on_chunk = self._copy_hooks(task, faults)
         src_dir = self.root.image_dir(src, img)
         dst_dir = self.root.image_dir(dst, img)
@@ -333,29 +366,37 @@ class Agent:
             write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
             got = datacopy.copy_sparse(str(src_dir / vol), str(dst_dir / vol), on_chunk,
                                        lambda k: self.tasks.progress(task, k))
-            if self.fsync_data:
-                fd = os.open(dst_dir / vol, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
+            fsync_file(dst_dir / vol)  # always: LEGAL must never name data still in memory
+            self._die_at(points, "data_synced")
             if got != meta.get("checksum"):
                 raise ImageVerificationError(
                     f"Image verification failed: volume {vol} copied to {dst} has checksum "
                     f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
             meta["legality"] = "LEGAL"
             write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
+            self._die_at(points, "meta_legal")
             copied.append(vol)
+        fsync_dir(dst_dir)  # the volumes' names, their metadata renames, the links
+        fsync_dir(dst_dir.parent)  # the image group's own name
+        self._die_at(points, "dirs_synced")
         result: dict[str, Any] = {"copied": copied, "bytes_copied": task.bytes_done}
         if op == MOVE_OP:
+            with task.lock:  # durably: from here on the destination is a complete copy
+                task.result = {**task.result, **result, "copy_complete": True}
+                self.tasks.save(task)
+            self._die_at(points, "copy_recorded")
             try:
                 with self.lock:
                     self._check_deletable(src, img)
                 die = self._delete_faults(src, img)
-                self._remove_image_dir(src, img, postZero, die)
+                self._remove_image_dir(src, img, postZero, die, points)
                 result["source_deleted"] = True
             except AgentError as exc:
                 result["source_deleted"] = False
                 result["source_delete_error"] = {"type": type(exc).__name__, "code": exc.vdsm_code,
                                                  "message": exc.message}
+                raise SourceKept(exc, result) from None
+        self._die_at(points, "before_finished")
         return result
 
     # --- VDSM verbs: Image.delete ---------------------------------------------------------
@@ -385,7 +426,8 @@ class Agent:
 
         def work(t: Task) -> dict[str, Any]:
             die = self._delete_faults(sd, img)
-            zeroed = self._remove_image_dir(sd, img, bool(postZero), die)
+            points = self._take_faults("die_at", (sd,), img)
+            zeroed = self._remove_image_dir(sd, img, bool(postZero), die, points)
             return {"deleted": True, "bytes_zeroed": zeroed}
 
         self.tasks.run(task, work, lambda: self._unlock(task.id))
@@ -402,14 +444,20 @@ class Agent:
             die = die or f.kind == "delete_die"
         return die
 
-    def _remove_image_dir(self, sd: str, img: str, postZero: bool, die: bool = False) -> int:
-        """Rename the image group to _remove_me_<img>, zero its own volumes, remove it."""
+    def _remove_image_dir(self, sd: str, img: str, postZero: bool, die: bool = False,
+                          points: list[Fault] | None = None) -> int:
+        """Rename the image group to _remove_me_<img> (durably), zero its own volumes,
+        remove it, and fsync the images directory so that the removal itself is durable
+        before anyone is told it happened."""
         live = self.root.image_dir(sd, img)
         removal = self.root.removal_dir(sd, img)
+        images = self.root.images_dir(sd)
         if live.exists():
             if removal.exists():
                 shutil.rmtree(removal)
             os.rename(live, removal)
+            fsync_dir(images)  # after a power cut the group is "being removed", never live again
+        self._die_at(points or [], "delete_renamed")
         zeroed = 0
         if postZero:
             for vol, meta in self.root.volume_metas(removal).items():
@@ -419,6 +467,8 @@ class Agent:
             _log(f"fault: dying in the middle of deleting {img}")
             os._exit(DIE_EXIT_CODE)
         shutil.rmtree(removal, ignore_errors=False)
+        fsync_dir(images)
+        self._die_at(points or [], "delete_removed")
         return zeroed
 
     # --- Sim.*: provisioning --------------------------------------------------------------
@@ -436,6 +486,7 @@ class Agent:
             meta = {"sdUUID": sd, "spUUID": sp, "capacity": capacity, "description": description,
                     "class": "Data", "type": "LOCALFS", "ctime": int(time.time())}
             self.root.write_domain_meta(sd, meta)
+            fsync_dir(self.root.domains)
         return meta
 
     def sim_set_capacity(self, sdUUID: str, capacity: int) -> dict[str, Any]:
@@ -512,7 +563,10 @@ class Agent:
                     "type": "SPARSE", "voltype": "LEAF", "legality": "LEGAL",
                     "capacity": size, "data_bytes": data, "checksum": datacopy.checksum(str(path)),
                     "description": description, "ctime": int(time.time())}
+            fsync_file(path)
             write_json_atomic(img_dir / f"{vol}{META_SUFFIX}", meta)
+            fsync_dir(img_dir)
+            fsync_dir(img_dir.parent)
         return self.root.volume(sd, img, vol)
 
     def sim_create_image(self, sdUUID: str, imgUUID: str, volumes: list[dict[str, Any]],
@@ -668,7 +722,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m movedisk.agent.server")
     parser.add_argument("--root", required=True)
     parser.add_argument("--socket", default=None)
-    parser.add_argument("--fsync", action="store_true", help="fsync every copied volume")
+    parser.add_argument("--fsync", action="store_true",
+                        help="accepted for compatibility: every copy is always fsynced")
     args = parser.parse_args(argv)
     try:
         return serve(args.root, args.socket, args.fsync, ready=lambda p: print(f"ready {p}", flush=True))

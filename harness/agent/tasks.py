@@ -7,7 +7,16 @@ adds ``tag``, ``verb``, ``progress`` (bytes done / total) and ``result``.
 
 When the agent starts, every task its records show as running or aborting was
 interrupted by the death of the previous agent: it is recorded as failed with
-TaskAborted's code (411), keeping the progress it had reached.
+TaskAborted's code (411), keeping the progress it had reached, except a Move
+(op 2) whose record says its copy was complete (``copy_complete``): the agent
+died while deleting the source, so the destination holds the only complete
+copy; that task ends as ``finished`` / ``success`` with SourceImageActionError's
+code (259) and ``source_deleted: false``, never as a failed copy (or, when the
+source's removal was already durable, as a plain success).
+
+Durability: a record is written to a temporary file, fsynced, renamed, and the
+tasks directory is fsynced before the call returns; a task's new state (its
+end above all) is visible to ``Task.getStatus`` only once its record is durable.
 """
 
 from __future__ import annotations
@@ -20,8 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import AgentError, TaskAborted, TaskNotFinished, TaskStateError, UnknownTask
-from .layout import check_uuid, read_json, write_json_atomic
+from .errors import (
+    AgentError,
+    SourceImageActionError,
+    TaskAborted,
+    TaskNotFinished,
+    TaskStateError,
+    UnknownTask,
+)
+from .layout import check_uuid, fsync_dir, read_json, write_json_atomic
 
 TASK_STATE = {"running": "running", "aborting": "aborting", "finished": "finished", "failed": "finished"}
 TASK_RESULT = {"running": "", "aborting": "", "finished": "success", "failed": "cleanFailure"}
@@ -70,6 +86,10 @@ class Task:
 
     def status(self) -> dict[str, Any]:
         """VDSM's task status, plus tag, verb, progress and result."""
+        with self.lock:  # never between a state change and its durable record
+            return self._status()
+
+    def _status(self) -> dict[str, Any]:
         return {
             "taskID": self.id,
             "taskState": TASK_STATE[self.state],
@@ -90,7 +110,9 @@ class Task:
 class TaskStore:
     """The agent's tasks, in memory and on disk."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path,
+                 source_gone: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """``source_gone(params)``: whether an interrupted Move's source is already removed."""
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
@@ -102,21 +124,37 @@ class TaskStore:
                 continue
             if not task.done:
                 was = task.state
-                task.state = "failed"
-                task.code = TaskAborted.vdsm_code
-                task.message = (
-                    f"Task is aborted: the agent (pid {task.agent_pid}) stopped while the "
-                    f"task was {was}"
-                )
+                if task.result.get("copy_complete") and source_gone is not None \
+                        and source_gone(task.params):  # stopped after the deletion was durable
+                    task.state = "finished"
+                    task.code = 0
+                    task.message = "1 jobs completed successfully (before the agent stopped)"
+                    task.result = {**task.result, "source_deleted": True}
+                elif task.result.get("copy_complete"):  # stopped while deleting the source
+                    task.state = "finished"
+                    task.code = SourceImageActionError.vdsm_code
+                    task.message = (
+                        f"SourceImageActionError: the copy is complete; the agent (pid "
+                        f"{task.agent_pid}) stopped while deleting the source image group"
+                    )
+                    task.result = {**task.result, "source_deleted": False}
+                else:
+                    task.state = "failed"
+                    task.code = TaskAborted.vdsm_code
+                    task.message = (
+                        f"Task is aborted: the agent (pid {task.agent_pid}) stopped while the "
+                        f"task was {was}"
+                    )
                 task.result = {**task.result, "interrupted": True}
                 task.updated = time.time()
                 self.save(task)
             self.tasks[task.id] = task
 
     def save(self, task: Task) -> None:
+        """Write the task's record durably (file and directory entry)."""
         with task.lock:
             task.saved_at = time.monotonic()
-            write_json_atomic(self.dir / f"{task.id}.json", task.record())
+            write_json_atomic(self.dir / f"{task.id}.json", task.record(), sync_dir=True)
 
     def create(self, verb: str, params: dict[str, Any], tag: str | None) -> Task:
         task = Task(
@@ -169,6 +207,7 @@ class TaskStore:
             os.unlink(self.dir / f"{task.id}.json")
         except FileNotFoundError:
             pass
+        fsync_dir(self.dir)
 
     def run(self, task: Task, work: Callable[[Task], dict[str, Any]], finally_: Callable[[], None]) -> None:
         """Run ``work(task)`` in a thread; record its result or its typed error."""
@@ -177,6 +216,8 @@ class TaskStore:
             state, code, message, extra = "finished", 0, "1 jobs completed successfully", {}
             try:
                 extra = work(task)
+            except SourceKept as exc:  # a Move: the copy is complete, the source stays
+                code, message, extra = SourceImageActionError.vdsm_code, exc.message, exc.result
             except AgentError as exc:
                 state, code = "failed", exc.vdsm_code
                 message = f"{type(exc).__name__}: {exc.message}"
@@ -186,10 +227,22 @@ class TaskStore:
                 extra = {"error": type(exc).__name__}
             finally:
                 finally_()  # release the image locks before anyone can see the end
-            with task.lock:
+            with task.lock:  # status() waits: the end is seen only once it is durable
                 task.result = {**task.result, **extra}
                 task.code, task.message, task.updated = code, message, time.time()
                 task.state = state
                 self.save(task)
 
         threading.Thread(target=body, name=f"task-{task.id[:8]}", daemon=True).start()
+
+
+class SourceKept(Exception):
+    """Raised by a Move's work when the copy is complete and durable but the source could
+    not be deleted: the task ends finished (success) with the error's code, not as failed."""
+
+    def __init__(self, error: AgentError, result: dict[str, Any]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.result = result
+        self.message = (f"SourceImageActionError: the copy is complete; the source image group "
+                        f"was not deleted: {type(error).__name__}: {error.message}")
