@@ -10,9 +10,16 @@ import psycopg
 import pytest
 
 from cli_runner import run_cli
-
+from movedisk.sqlfiles import SqlTree
 
 run = run_cli
+UPGRADES = [f.name for f in SqlTree.load().upgrades]
+
+
+def recorded_upgrades(conn: psycopg.Connection) -> list[str]:
+    """The upgrade scripts the database records as applied, in order."""
+    rows = conn.execute("SELECT script FROM schema_version ORDER BY script").fetchall()
+    return [r[0] for r in rows]
 
 
 def test_deploy_into_an_existing_server_by_dsn(new_db) -> None:
@@ -37,7 +44,7 @@ def test_pg_environment_variables_are_honoured(new_db, pg_cluster) -> None:
     }
     assert run("deploy", env=env).returncode == 0
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() is not None
+        assert recorded_upgrades(conn) == UPGRADES
 
 
 def test_unreachable_database_is_one_line_and_non_zero() -> None:
@@ -60,7 +67,7 @@ def test_embedded_cluster_life_cycle(tmp_path: Path) -> None:
         assert psql_line.startswith('psql "host=')
         dsn = json.loads(run("db", "dsn", "--json", env=env).stdout)["dsn"]
         with psycopg.connect(dsn) as conn:
-            assert conn.execute("SELECT count(*) FROM schema_version").fetchone() is not None
+            assert recorded_upgrades(conn) == UPGRADES
         status = json.loads(run("db", "status", "--json", env=env).stdout)
         assert status["running"] is True
         # Only the server's account (and root) can reach its socket: no TCP port.

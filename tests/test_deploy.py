@@ -251,6 +251,9 @@ def _cli_runner(dsn: str):
 
 
 def test_privileges_engine_executes_only_dba_reads_views_public_nothing(db) -> None:
+    from feature_rows import setup
+
+    disk = setup(db).disk.disk_id  # one disk, so that what each role sees can be compared
     public_grants = db.execute(
         """
         SELECT count(*) AS n FROM (
@@ -269,13 +272,15 @@ def test_privileges_engine_executes_only_dba_reads_views_public_nothing(db) -> N
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.transaction():
             db.execute("SELECT * FROM schema_version")
-    assert db.execute("SELECT count(*) AS n FROM GetAllFromDisks(NULL, FALSE)").fetchone() is not None
+    rows = db.execute("SELECT disk_id FROM GetAllFromDisks(NULL, FALSE)").fetchall()
+    assert disk in {r["disk_id"] for r in rows}
     db.execute("RESET ROLE")
     db.execute("SET LOCAL ROLE movedisk_dba")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.transaction():
             db.execute("SELECT * FROM schema_version")
-    assert db.execute("SELECT count(*) AS n FROM all_disks").fetchone() is not None
+    assert db.execute("SELECT count(*) AS n FROM all_disks WHERE disk_id = %s", (disk,)
+                      ).fetchone() == {"n": 1}
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.transaction():
             db.execute("SELECT * FROM GetAllFromDisks(NULL, FALSE)")

@@ -226,3 +226,25 @@ def test_verification_functions_are_stable_and_granted_to_the_dba(db) -> None:
                           ).fetchone()["x"]
 
 
+
+
+def test_a_null_age_means_the_default_not_no_check(db) -> None:
+    s = setup(db)
+    tmp, _ = illegal_leftover(db, s, created="now() - interval '2 days'")
+    assert [r["entity_id"] for r in findings(db, "VerifyOldLeftovers(NULL)")] == [tmp]
+    assert [r["check_name"] for r in findings(db, "VerifyAll(NULL, NULL)")] == ["old_leftover"]
+    command = new_id()
+    db.execute("INSERT INTO command_entities (command_id, command_type, created_at, status) "
+               "VALUES (%s, 1, now() - interval '1 hour', 'ACTIVE')", (command,))
+    assert [r["entity_id"] for r in findings(db, "VerifyCommandsWithoutTask(NULL)")] == [command]
+
+
+def test_a_move_started_without_a_command_is_no_finding(db) -> None:
+    s = setup(db)
+    db.execute("SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s)", (s.disk.disk_id, s.src, s.dest))
+    assert findings(db) == []
+    # Once its temporary disk is no longer LOCKED, a disk still LOCKED is stuck.
+    tmp = db.execute("SELECT DISTINCT tmp.image_group_id AS id FROM images_to_be_deleted t "
+                     "JOIN images tmp ON tmp.image_guid = t.image_id").fetchone()["id"]
+    db.execute("UPDATE images SET imagestatus = %s WHERE image_group_id = %s", (ILLEGAL, tmp))
+    only(db, "locked_image_without_command", s.disk.disk_id)

@@ -91,3 +91,39 @@ def test_release_1_database_reports_its_pending_upgrades(release_1_dsn: str) -> 
         st = status(conn)
     assert st["installed"] and st["edited"] == [] and st["missing"] == []
     assert st["pending"] == [f.name for f in SqlTree.load().upgrades]
+
+
+def test_upgrade_0002_records_the_deletions_release_1_left_to_temporary_disks(new_db) -> None:
+    """A database at upgrade 0001 with a failed move and a refused source deletion gets both
+    recorded as pending storage deletions; a finished move gets none."""
+    from feature_rows import make_disk, setup
+
+    dsn = new_db()
+    with psycopg.connect(dsn, row_factory=dict_row, autocommit=True) as conn:
+        failed, refused_, done = setup(conn), setup(conn), setup(conn)
+        tmps = {}
+        for name, s in (("failed", failed), ("refused", refused_), ("done", done)):
+            tmps[name] = conn.execute(
+                "SELECT DISTINCT temporary_disk_id FROM CreateTemporaryDiskForMove(%s, %s, %s)",
+                (s.disk.disk_id, s.src, s.dest)).fetchone()["temporary_disk_id"]
+        for s in (refused_, done):
+            conn.execute("SELECT UpdateImageGroupStorageDomain(%s, %s, %s)",
+                         (s.disk.disk_id, s.src, s.dest))
+        make_disk(conn, failed.src, alias="bystander")
+        # The state release 1 left: ILLEGAL temporary disks and no record of what to delete.
+        conn.execute("UPDATE images SET imagestatus = 4 WHERE image_group_id = ANY(%s)",
+                     ([tmps["failed"], tmps["refused"]],))
+        conn.execute("UPDATE images SET imagestatus = 1 WHERE image_group_id = %s",
+                     (failed.disk.disk_id,))
+        conn.execute("DROP TABLE image_groups_to_be_deleted CASCADE")
+        conn.execute("DELETE FROM schema_version WHERE script = %s",
+                     ("upgrade/0002_image_groups_to_be_deleted.sql",))
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        report = deploy(conn)
+        assert report.upgrades_applied == ["upgrade/0002_image_groups_to_be_deleted.sql"]
+        rows = conn.execute("SELECT * FROM GetAllImageGroupsToBeDeleted()").fetchall()
+    assert sorted((r["image_group_id"], r["storage_domain_id"], r["reason"], r["temporary_disk_id"],
+                   r["storage_pool_id"]) for r in rows) == sorted([
+        (failed.disk.disk_id, failed.dest, "MOVE_FAILED", tmps["failed"], failed.pool),
+        (refused_.disk.disk_id, refused_.src, "SOURCE_AFTER_MOVE", tmps["refused"], refused_.pool),
+    ])

@@ -433,8 +433,13 @@ BEGIN
             IF v_on_src > 0 AND v_on_dest = 0 THEN
                 RETURN 0;  -- already compensated
             END IF;
-            RAISE EXCEPTION 'the move of disk % from % to % ended with the disk on % (phase 3 '
-                'committed); there is nothing to compensate', v_src_group, v_src, v_dest, v_dest
+            IF v_on_dest > 0 THEN
+                RAISE EXCEPTION 'the move of disk % from % to % ended with the disk on % (phase '
+                    '3 committed); there is nothing to compensate', v_src_group, v_src, v_dest,
+                    v_dest USING ERRCODE = 'MD003';
+            END IF;
+            RAISE EXCEPTION 'the move of disk % from % to % has ended and the disk is no longer '
+                'on %; there is nothing to compensate', v_src_group, v_src, v_dest, v_src
                 USING ERRCODE = 'MD003';
         END IF;
         IF v_volumes > 0 AND v_on_dest = v_volumes AND v_on_src = 0 THEN
