@@ -194,6 +194,14 @@ PAIRS = [
     Pair("in_flight", "compensate", "phase1_to_D2",
          Outcome(2, 2, St("LOCKED", "S", [("D", "ILLEGAL"), ("D2", "LOCKED")], [("D", MF)])),
          Outcome("MD003", 2, ON_S_ILLEGAL)),
+    # phase 1 of a new move vs phase 3 of the move in flight: after phase 3 the disk left S.
+    Pair("in_flight", "phase3", "phase1_to_D2",
+         Outcome(2, "MD002", St("OK", "D", [("D", "LOCKED")])),
+         Outcome("MD003", 2, St("OK", "D", [("D", "LOCKED")]))),
+    # phase 1 of a new move vs removal of the old move's temporary disk: both go through.
+    Pair("compensated", "remove", "phase1_to_D2",
+         Outcome(2, 2, St("LOCKED", "S", [("D2", "LOCKED")], [("D", MF)])),
+         Outcome(2, 2, St("LOCKED", "S", [("D2", "LOCKED")], [("D", MF)]))),
     # a new move onto the domain where a failed move's copy is still to be deleted: refused.
     Pair("compensated", "phase1", "confirm_D",
          Outcome("MD003", 1, St("OK", "S", [("D", "ILLEGAL")])),
@@ -304,7 +312,7 @@ def test_the_table_covers_every_pair_the_issue_names() -> None:
     met = {frozenset((kinds[p.x], kinds[p.y])) for p in PAIRS}
     for needed in (("phase1", "phase1"), ("phase3", "compensation"), ("phase3", "end"),
                    ("compensation", "removal"), ("removal", "removal"),
-                   ("phase1", "compensation")):
+                   ("phase1", "compensation"), ("phase1", "phase3"), ("phase1", "removal")):
         assert frozenset(needed) in met, needed
     # A second move against an old compensation, at phase 1 and at phase 3.
     assert {("compensated", "phase1_to_D2"), ("second_move_in_flight", "phase3_of_move2")} <= {

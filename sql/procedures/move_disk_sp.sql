@@ -320,10 +320,15 @@ BEGIN
         RETURN 0;  -- phase 3 already committed
     END IF;
     IF v_tmp_locked = 0 THEN
+        IF v_tmp_other > 0 AND v_on_src > 0 THEN
+            RAISE EXCEPTION 'the move of disk % from % to % already ended with failure (it was '
+                'compensated: its temporary disk is ILLEGAL); phase 3 cannot commit',
+                v_image_group_id, v_src_storage, v_dest_storage USING ERRCODE = 'MD003';
+        END IF;
         IF v_tmp_other > 0 THEN
-            RAISE EXCEPTION 'the move of disk % from % to % already ended with failure (its '
-                'temporary disk is not LOCKED); phase 3 cannot commit', v_image_group_id,
-                v_src_storage, v_dest_storage USING ERRCODE = 'MD003';
+            RAISE EXCEPTION 'the move of disk % from % to % already ended (its temporary disk is '
+                'not LOCKED) and the disk is no longer on %', v_image_group_id, v_src_storage,
+                v_dest_storage, v_src_storage USING ERRCODE = 'MD003';
         END IF;
         RAISE EXCEPTION 'no move of disk % from % to % is pending', v_image_group_id,
             v_src_storage, v_dest_storage USING ERRCODE = 'MD003';
