@@ -285,14 +285,36 @@ def prepare(dsn: str, setup_name: str) -> Ctx:
     return ctx
 
 
+@pytest.fixture(scope="module")
+def races_dsn(databases, template_db):
+    """One database for every race of this module: each race provisions its own pool, domains
+    and disk, so that races never touch each other's rows (and no clone per race)."""
+    dsn = databases.create("movedisk_races", template_db)
+    yield dsn
+    databases.drop("movedisk_races")
+
+
+def findings_about(conn: psycopg.Connection[Any], ctx: Ctx) -> list[dict[str, Any]]:
+    """VerifyAll's findings about this race's disk, its volumes and its temporary disks."""
+    return conn.execute(
+        "WITH ids AS ("
+        "  SELECT %s::uuid AS id UNION SELECT image_guid FROM images WHERE image_group_id = %s"
+        "  UNION SELECT tmp.image_group_id FROM images_to_be_deleted t "
+        "        JOIN images tmp ON tmp.image_guid = t.image_id WHERE t.src_image_group_id = %s"
+        "  UNION SELECT t.image_id FROM images_to_be_deleted t WHERE t.src_image_group_id = %s) "
+        "SELECT f.check_name, f.message FROM VerifyAll() f "
+        "WHERE f.entity_id IN (SELECT id FROM ids) OR f.related_ids && ARRAY(SELECT id FROM ids)",
+        (ctx.disk,) * 4).fetchall()
+
+
 @pytest.mark.parametrize("pair, first, second, expected", CASES)
-def test_pair(new_db, pair: Pair, first: str, second: str, expected: Outcome) -> None:
-    dsn = new_db()
+def test_pair(races_dsn, pair: Pair, first: str, second: str, expected: Outcome) -> None:
+    dsn = races_dsn
     ctx = prepare(dsn, pair.setup)
     got_first, got_second, waited = race(dsn, ctx, first, second)
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         final = state(conn, ctx)
-        findings = conn.execute("SELECT check_name, message FROM VerifyAll()").fetchall()
+        findings = findings_about(conn, ctx)
     assert (got_first, got_second) == (expected.first, expected.second)
     assert final == expected.final
     # The second call decided on what the first left: it waited for the first's locks. A first
@@ -318,3 +340,13 @@ def test_the_table_covers_every_pair_the_issue_names() -> None:
     assert {("compensated", "phase1_to_D2"), ("second_move_in_flight", "phase3_of_move2")} <= {
         (p.setup, p.x) for p in PAIRS}
     assert len(CASES) == 2 * len(PAIRS)
+
+
+def test_the_findings_filter_sees_a_finding_about_the_race(races_dsn) -> None:
+    """The VerifyAll check of each race is not blind: a disk LOCKED by nothing is seen."""
+    ctx = prepare(races_dsn, "compensated")
+    with psycopg.connect(races_dsn, row_factory=dict_row) as conn:
+        assert findings_about(conn, ctx) == []
+        conn.execute("UPDATE images SET imagestatus = 2 WHERE image_group_id = %s", (ctx.disk,))
+        assert [f["check_name"] for f in findings_about(conn, ctx)] == ["locked_image_without_command"]
+        conn.rollback()
