@@ -76,8 +76,10 @@ def test_2_a_snapshot_merge_after_a_failed_move_keeps_the_source_live(db) -> Non
         assert (row["src_image_group_id"], row["src_storage"]) == (s.disk.disk_id, s.src)
         plan = one(db, "SELECT * FROM GetImageToBeDeletedRemovalPlan(%s)", (temp,))
         assert plan["removal"] == "DB_ONLY" and s.src not in plan["delete_on_storage_domain_ids"]
-    # The DBA is not told that S holds a leftover to delete.
+    # The DBA is not told that S holds a leftover to delete, nor is it charged as one.
     assert db.execute("SELECT * FROM VerifyAll()").fetchall() == []
+    usage = one(db, "SELECT * FROM storage_domain_usage_view WHERE storage_domain_id = %s", (s.src,))
+    assert usage["leftover_bytes"] == 0 and usage["volumes"] == 1
     all_tmp = one(db, "SELECT original_on_src_storage FROM GetAllTemporaryDisks()")
     assert all_tmp["original_on_src_storage"] is True
     # Removal without "storage deleted" goes through (rows only) and the disk is intact on S.

@@ -3,9 +3,10 @@
 --     against its source domain;
 --   * a disk in flight (phase 1 done, phase 3 not yet) counts on both domains: the original on
 --     the source, the copy being written on the destination;
---   * no byte counts twice on one domain: while the original is still mapped on the source
---     domain, the temporary image there is its shadow (the storage-match procedure says so)
---     and counts nothing.
+--   * no byte counts twice on one domain: while the original disk is live on the source
+--     domain (any of its volumes mapped there: IsImageGroupOnStorageDomain, the definition the
+--     storage-match procedure answers by), the temporary image there is its shadow and counts
+--     nothing.
 -- Bytes follow oVirt's quota rule (CalculateStorageUsage): an active volume counts its
 -- virtual size, any other volume its actual size (disk_image_dynamic).
 
@@ -28,8 +29,9 @@ WHERE
     OR m.storage_domain_id <> t.src_storage
     OR NOT EXISTS (
         SELECT 1
-        FROM image_storage_domain_map AS sm
-        WHERE sm.image_id = t.src_image_id AND sm.storage_domain_id = t.src_storage
+        FROM images AS si
+        INNER JOIN image_storage_domain_map AS sm ON si.image_guid = sm.image_id
+        WHERE si.image_group_id = t.src_image_group_id AND sm.storage_domain_id = t.src_storage
     )
 UNION ALL
 SELECT
