@@ -26,9 +26,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from . import datacopy
+from . import datacopy, images
 from .errors import (
     AgentAlreadyRunning,
     AgentError,
@@ -44,6 +45,7 @@ from .errors import (
     InvalidParameter,
     NoSpaceLeftOnDomain,
     ProtocolError,
+    QemuImgError,
     StorageDomainAlreadyExists,
     TaskAborted,
     VolumeAlreadyExists,
@@ -68,7 +70,8 @@ DIE_EXIT_CODE = 86
 FAULT_KINDS = {
     "copy_fail_after": "the copy fails (CopyImageError) after `bytes` bytes of the task",
     "copy_die_after": "the agent process exits (os._exit) after `bytes` bytes of the task",
-    "copy_delay": "slow copy: `bytes_per_second`, or `sleep_per_chunk` seconds per `chunk` bytes",
+    "copy_delay": "slow copy: `bytes_per_second`, or `sleep_per_chunk` seconds per `chunk` bytes "
+                  "(qemu-img is held still between its progress steps to keep that pace)",
     "delete_fail": "the deletion fails (ImageDeleteError) before touching anything",
     "delete_die": "the agent process exits in the middle of the deletion (after the rename)",
     "die_at": "the agent process exits at `point`: data_synced, meta_legal, dirs_synced, "
@@ -102,6 +105,7 @@ class Agent:
     """Every verb of the simulator, working on the files under ``root``."""
 
     def __init__(self, root: str | os.PathLike[str], fsync_data: bool = False) -> None:
+        images.require_tools()
         self.root = Root(root)
         self.root.ensure()
         self.fsync_data = True  # always (the --fsync option is kept for old command lines)
@@ -298,34 +302,82 @@ class Agent:
         _log(f"task {task.id} Image.move op={op} {img} {src} -> {dst} tag={tag}")
         return task.id
 
-    def _copy_hooks(self, task: Task, faults: list[Fault]) -> Callable[[int], int]:
-        def on_chunk(n: int) -> int:
-            if task.stop_event.is_set():
-                raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id)
-            for f in faults:
-                if f.kind in ("copy_fail_after", "copy_die_after"):
-                    left = int(f.params.get("bytes", 0)) - task.bytes_done
-                    if left <= 0:
-                        if f.kind == "copy_die_after":
-                            _log(f"fault {f.id}: dying after {task.bytes_done} bytes of task {task.id}")
-                            os._exit(DIE_EXIT_CODE)
-                        raise CopyImageError(
-                            f"low level Image copy failed: injected fault after "
-                            f"{task.bytes_done} bytes", faultID=f.id, bytes_done=task.bytes_done)
-                    n = min(n, left)
-                elif f.kind == "copy_delay":
-                    if "bytes_per_second" in f.params:
-                        bps = float(f.params["bytes_per_second"])
-                        n = min(n, max(4096, int(bps / 20)))
-                        time.sleep(n / bps)
-                    else:
-                        n = min(n, int(f.params.get("chunk", 1 << 20)))
-                        time.sleep(float(f.params.get("sleep_per_chunk", 0.1)))
-                    if task.stop_event.is_set():
-                        raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id)
-            return n
+    def _copy_volume(self, task: Task, faults: list[Fault], src: Path, dst: Path, fmt: str,
+                     backing: str | None, backing_fmt: str | None, weight: int) -> None:
+        """One volume through ``qemu-img convert``: progress from qemu-img's own percentage
+        (``weight`` bytes for the whole volume), copy faults applied as it goes."""
+        done = 0
+        rate = None  # bytes per second of a slow copy (the copy_delay fault)
+        for f in faults:
+            if f.kind == "copy_delay":
+                if "bytes_per_second" in f.params:
+                    rate = float(f.params["bytes_per_second"])
+                else:
+                    rate = int(f.params.get("chunk", 1 << 20)) / float(
+                        f.params.get("sleep_per_chunk", 0.1))
+        started, base = time.monotonic(), task.bytes_done
 
-        return on_chunk
+        def apply_faults() -> None:
+            for f in faults:
+                if f.kind in ("copy_fail_after", "copy_die_after") and \
+                        task.bytes_done >= int(f.params.get("bytes", 0)):
+                    if f.kind == "copy_die_after":
+                        _log(f"fault {f.id}: dying after {task.bytes_done} bytes of task {task.id}")
+                        os._exit(DIE_EXIT_CODE)
+                    raise CopyImageError(
+                        f"low level Image copy failed: injected fault after "
+                        f"{task.bytes_done} bytes", faultID=f.id, bytes_done=task.bytes_done)
+
+        def on_percent(pct: float) -> float | None:
+            nonlocal done
+            target = int(weight * min(pct, 100.0) / 100)
+            if target > done:
+                self.tasks.progress(task, target - done)
+                done = target
+            apply_faults()
+            if rate is None:
+                return None
+            return (task.bytes_done - base) / rate - (time.monotonic() - started)
+
+        apply_faults()
+        try:
+            images.convert(src, dst, fmt, backing, on_percent, task.stop_event.is_set,
+                           backing_fmt=backing_fmt)
+        except images.StopRequested:
+            raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id) from None
+        except QemuImgError as exc:
+            raise CopyImageError(f"low level Image copy failed: {exc.message}",
+                                 volUUID=dst.name) from None
+        if weight > done:
+            self.tasks.progress(task, weight - done)
+        apply_faults()
+
+    def _verify_copy(self, src_dir: Path, dst_dir: Path, dst: str, chain: list[dict[str, Any]],
+                     metas: dict[str, dict[str, Any]]) -> None:
+        """As VDSM checks what it wrote: ``qemu-img check`` of each qcow2 volume copied, the
+        checksum of each copied layer against its source's, and ``qemu-img compare`` of the
+        whole chain (the leaf, seen through its backing files) against the source."""
+        for vol, meta in metas.items():
+            fmt = meta.get("format", images.RAW)
+            if fmt == images.COW:
+                report = images.check(dst_dir / vol)
+                if not report["ok"]:
+                    raise ImageVerificationError(
+                        f"Image verification failed: qemu-img check of volume {vol} on {dst}: "
+                        f"{report.get('check-errors', report.get('error'))} errors, "
+                        f"{report.get('leaks', 0)} leaks", volUUID=vol, check=report)
+            got, _ = images.layer_checksum(dst_dir / vol, fmt)
+            if got != meta.get("checksum"):
+                raise ImageVerificationError(
+                    f"Image verification failed: volume {vol} copied to {dst} has checksum "
+                    f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
+        leaf = chain[-1]
+        fmt = leaf.get("format", images.RAW)
+        same, words = images.compare(src_dir / leaf["volUUID"], dst_dir / leaf["volUUID"], fmt, fmt)
+        if not same:
+            raise ImageVerificationError(
+                f"Image verification failed: qemu-img compare of the chain ending in "
+                f"{leaf['volUUID']}: {words}", volUUID=leaf["volUUID"])
 
     def _die_at(self, faults: list[Fault], point: str) -> None:
         """The ``die_at`` fault: exit the agent (as a crash would) at a named point."""
@@ -347,13 +399,13 @@ class Agent:
         failed one (SourceImageActionError, 259)."""
         faults = self._take_faults("copy_", (src, dst), img)
         points = self._take_faults("die_at", (src, dst), img)
-        on_chunk = self._copy_hooks(task, faults)
         src_dir = self.root.image_dir(src, img)
         dst_dir = self.root.image_dir(dst, img)
         if dst_dir.exists() or self.root.removal_dir(dst, img).exists():  # force: replace it
             self._remove_image_dir(dst, img, postZero=False)
         dst_dir.mkdir(parents=True)
         copied = []
+        metas: dict[str, dict[str, Any]] = {}
         for v in chain:
             vol = v["volUUID"]
             if v["shared"]:
@@ -364,14 +416,17 @@ class Agent:
             meta = read_json(src_dir / f"{vol}{META_SUFFIX}")
             meta.update(domain=dst, legality="ILLEGAL")
             write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
-            got = datacopy.copy_sparse(str(src_dir / vol), str(dst_dir / vol), on_chunk,
-                                       lambda k: self.tasks.progress(task, k))
+            fmt = meta.get("format", images.RAW)
+            parent = meta.get("parent", BLANK_UUID)
+            parent_fmt = next((p.get("format") for p in chain if p["volUUID"] == parent), None)
+            self._copy_volume(task, faults, src_dir / vol, dst_dir / vol, fmt,
+                              parent if parent != BLANK_UUID and fmt == images.COW else None,
+                              parent_fmt, int(v.get("data_bytes", v["truesize"] or 0)))
             fsync_file(dst_dir / vol)  # always: LEGAL must never name data still in memory
             self._die_at(points, "data_synced")
-            if got != meta.get("checksum"):
-                raise ImageVerificationError(
-                    f"Image verification failed: volume {vol} copied to {dst} has checksum "
-                    f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
+            metas[vol] = meta
+        self._verify_copy(src_dir, dst_dir, dst, chain, metas)
+        for vol, meta in metas.items():  # every volume's data is durable and verified
             meta["legality"] = "LEGAL"
             write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
             self._die_at(points, "meta_legal")
@@ -504,11 +559,15 @@ class Agent:
     def sim_create_volume(self, sdUUID: str, imgUUID: str, volUUID: str, size: int,
                           parent: str = BLANK_UUID, extents: list[list[int]] | None = None,
                           seed: int = 0, content_b64: str | None = None,
-                          description: str = "") -> dict[str, Any]:
-        """A new volume in image group imgUUID (created if needed). ``extents`` [[offset, length],
-        ...] are filled with pseudo-random data from ``seed``; ``content_b64`` is written at 0.
-        A parent that belongs to another image group (a template) is linked into this one."""
+                          description: str = "", format: str = "cow") -> dict[str, Any]:
+        """A new volume in image group imgUUID (created if needed), a real image: ``format``
+        cow (qcow2, made by ``qemu-img create``, its parent as backing file by volume id) or
+        raw (a base only). ``extents`` [[offset, length], ...] get pseudo-random data from
+        ``seed`` (each MiB stamped with the seed and its number), ``content_b64`` is written at
+        0, both through qemu-io. A parent that belongs to another image group (a template) is
+        linked into this one."""
         sd, meta_sd = self._domain(sdUUID)
+        fmt = images.normalize_format(format)
         img = check_uuid(imgUUID, "imgUUID")
         vol = check_uuid(volUUID, "volUUID")
         par = check_uuid(parent, "parent")
@@ -523,6 +582,9 @@ class Agent:
             ranges.append((off, off + length))
         if content is not None and len(content) > size:
             raise InvalidParameter(f"content ({len(content)} bytes) is larger than size {size}")
+        if fmt == images.RAW and par != BLANK_UUID:
+            raise InvalidParameter("a raw volume has no backing file: only a base volume "
+                                   "(parent BLANK) may be raw", format=format)
         with self.lock:
             img_dir = self.root.image_dir(sd, img)
             for other in self.root.image_ids(sd):
@@ -554,25 +616,26 @@ class Agent:
                     parent_meta["voltype"] = "INTERNAL"
                     write_json_atomic(owner_dir / f"{par}{META_SUFFIX}", parent_meta)
             path = img_dir / vol
-            datacopy.write_content(str(path), size, ranges, seed, content)
-            fd = os.open(path, os.O_RDONLY)
-            data = datacopy.data_bytes(datacopy.data_extents(fd, size))
-            os.close(fd)
+            if fmt == images.RAW:
+                datacopy.write_content(str(path), size, ranges, seed, content)
+            else:
+                images.create(path, size, fmt, None if parent_meta is None else par,
+                              None if parent_meta is None else parent_meta.get("format"))
+                images.write_data(path, fmt, ranges, seed, content, self.root.tmp)
+            checksum, data = images.layer_checksum(path, fmt)
             meta = {"volUUID": vol, "image": img, "domain": sd, "parent": par,
-                    "format": "RAW" if par == BLANK_UUID else "COW",
-                    "type": "SPARSE", "voltype": "LEAF", "legality": "LEGAL",
-                    "capacity": size, "data_bytes": data, "checksum": datacopy.checksum(str(path)),
+                    "format": fmt, "type": "SPARSE", "voltype": "LEAF", "legality": "LEGAL",
+                    "capacity": size, "data_bytes": data, "checksum": checksum,
                     "description": description, "ctime": int(time.time())}
-            fsync_file(path)
-            write_json_atomic(img_dir / f"{vol}{META_SUFFIX}", meta)
-            fsync_dir(img_dir)
-            fsync_dir(img_dir.parent)
+            # provisioning is the simulator's own business: not fsynced (copies and
+            # deletions, what the engine relies on, are)
+            write_json_atomic(img_dir / f"{vol}{META_SUFFIX}", meta, fsync=False)
         return self.root.volume(sd, img, vol)
 
     def sim_create_image(self, sdUUID: str, imgUUID: str, volumes: list[dict[str, Any]],
                          parent: str = BLANK_UUID) -> list[dict[str, Any]]:
         """A chain: volumes[0] on ``parent`` (BLANK or a template volume), each next on the
-        previous. Each item: {volUUID, size, extents?, seed?, content_b64?}."""
+        previous. Each item: {volUUID, size, extents?, seed?, content_b64?, format?}."""
         if not isinstance(volumes, list) or not volumes:
             raise InvalidParameter("volumes must be a non-empty list")
         out = []
