@@ -8,6 +8,8 @@
   its layer's checksum matches its metadata.
 - ``agent tasks [--root DIR] [--tag TAG]``: the agent's tasks, from the running agent,
   or from its task records when it is down.
+- ``agent import DIR --domain SD``: adopt a directory of existing qcow2/raw images (copied)
+  as volumes of the domain, one image group per chain found from their backing files.
 - ``agent ping``: whether the agent answers.
 
 DIR defaults to $MOVEDISK_AGENT_ROOT, else ``agent/`` under MOVEDISK_HOME (``.movedisk/``).
@@ -58,6 +60,14 @@ def register(sub: Any) -> None:
                    "(format, sizes, backing file, qemu-img check) and recompute its checksum; "
                    "exit 1 on any problem")
     p.set_defaults(handler=_ls)
+
+    p = common_options(asub.add_parser(
+        "import", help="adopt a directory of qcow2/raw images as image groups of a domain "
+        "(one per chain, found from the backing files; the files are copied)"))
+    _root_option(p)
+    p.add_argument("directory", metavar="DIR", help="the directory of images")
+    p.add_argument("--domain", required=True, help="the storage domain to hold them")
+    p.set_defaults(handler=_import)
 
     p = common_options(asub.add_parser("tasks", help="the agent's tasks"))
     _root_option(p)
@@ -177,6 +187,28 @@ def verify_volume(img_dir: Path, v: dict[str, Any]) -> dict[str, Any]:
     out["ok"] = not problems
     out["problem"] = "; ".join(problems)
     return out
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .client import SimControl
+
+    sim = SimControl(args.socket or str(_root(args).socket), timeout=600.0)
+    groups = sim.import_images(args.domain, args.directory)
+
+    def human(gs: list[dict[str, Any]]) -> str:
+        lines = [f"{sum(len(g['volumes']) for g in gs)} volume(s) in {len(gs)} image group(s) "
+                 f"on domain {args.domain}"]
+        for g in gs:
+            lines.append(f"  image {g['imgUUID']}")
+            for v in g["volumes"]:
+                origin = "" if v["shared"] else f"  <- {v.get('description', '')[14:]}"
+                lines.append(f"    volume {v['volUUID']} {v['format']} {v['voltype']} size "
+                             f"{_mib(v['capacity'])}" + (" (template, linked)" if v["shared"]
+                                                        else origin))
+        return "\n".join(lines)
+
+    emit(args, groups, human)
+    return 0
 
 
 def _tasks(args: argparse.Namespace) -> int:

@@ -338,3 +338,115 @@ def _hold(proc: subprocess.Popen[bytes], seconds: float, should_stop: Callable[[
 
 class StopRequested(Exception):
     """The caller asked convert() to stop (the copy process was killed)."""
+
+
+# --- adopting existing images ---------------------------------------------------------------
+
+
+def rebase_unsafe(path: Path, backing: str, backing_fmt: str) -> None:
+    """Point a qcow2 volume at ``backing`` (a name relative to its directory) without
+    touching its data (``qemu-img rebase -u``): the same content, a new address."""
+    _run([tool("qemu-img"), "rebase", "-u", "-f", "qcow2", "-b", backing, "-F",
+          QEMU_FORMAT[backing_fmt], str(path)], cwd=path.parent)
+
+
+@dataclass
+class ImportVolume:
+    path: Path
+    vol_id: str
+    format: str
+    capacity: int
+    parent_id: str | None = None
+    parent_format: str | None = None
+    voltype: str = "LEAF"
+
+
+@dataclass
+class ImportGroup:
+    img_id: str
+    volumes: list[ImportVolume]
+    template_parent: str | None = None  # a base volume of another group this one is based on
+
+
+def _uuid_or_none(name: str) -> str | None:
+    import uuid
+
+    try:
+        return str(uuid.UUID(name)) if len(name) == 36 else None
+    except ValueError:
+        return None
+
+
+def import_plan(directory: Path) -> list[ImportGroup]:
+    """How the images under ``directory`` become image groups (nothing is written)."""
+    import uuid
+
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and not p.name.endswith((".meta", ".lease", ".json")))
+    if not files:
+        raise InvalidParameter(f"no image files in {directory}", directory=str(directory))
+    infos: dict[Path, dict[str, Any]] = {}
+    for f in files:
+        inf = info(f)
+        if inf.get("format") not in ("raw", "qcow2"):
+            raise InvalidParameter(f"{f}: format {inf.get('format')!r} is neither raw nor qcow2",
+                                   path=str(f))
+        if inf["format"] == "qcow2":
+            report = check(f)
+            if not report["ok"]:
+                raise QemuImgError(f"{f}: qemu-img check found {report.get('check-errors', '?')} "
+                                   f"errors and {report.get('leaks', 0)} leaks", path=str(f))
+        infos[f.resolve()] = inf
+    parent_of: dict[Path, Path | None] = {}
+    for f, inf in infos.items():
+        backing = inf.get("full-backing-filename") or inf.get("backing-filename")
+        if backing is None:
+            parent_of[f] = None
+            continue
+        b = (f.parent / backing).resolve()
+        if b not in infos:
+            named = inf.get("backing-filename", backing)
+            raise InvalidParameter(f"{f}: its backing file {named} is not among the images in "
+                                   f"{directory}", path=str(f), backing=named)
+        parent_of[f] = b
+    children: dict[Path, list[Path]] = {}
+    for f, par in parent_of.items():
+        if par is not None:
+            children.setdefault(par, []).append(f)
+    used: set[str] = set()
+
+    def vol_id(f: Path) -> str:
+        got = _uuid_or_none(f.name)
+        vid = got if got is not None and got not in used else str(uuid.uuid4())
+        used.add(vid)
+        return vid
+
+    ids = {f: vol_id(f) for f in sorted(infos)}
+    fmt = {f: COW if infos[f]["format"] == "qcow2" else RAW for f in infos}
+    groups: list[ImportGroup] = []
+    starts: list[tuple[Path, str | None]] = [(f, None) for f in sorted(infos) if parent_of[f] is None]
+    while starts:
+        first, template = starts.pop(0)
+        chain = [first]
+        while len(children.get(chain[-1], [])) == 1:
+            chain.append(children[chain[-1]][0])
+        kids = sorted(children.get(chain[-1], []))
+        if kids and (len(chain) > 1 or parent_of[chain[-1]] is not None):
+            raise InvalidParameter(
+                f"{chain[-1]}: several chains are based on it, but it has a parent itself; only "
+                f"a base volume can be shared (a template)", path=str(chain[-1]))
+        dirs = {f.parent.name for f in chain}
+        img = _uuid_or_none(dirs.pop()) if len(dirs) == 1 else None
+        if img is None or any(g.img_id == img for g in groups):
+            img = str(uuid.uuid4())
+        vols = []
+        for i, f in enumerate(chain):
+            par = parent_of[f]
+            vols.append(ImportVolume(
+                path=f, vol_id=ids[f], format=fmt[f], capacity=int(infos[f]["virtual-size"]),
+                parent_id=ids[par] if par is not None else None,
+                parent_format=fmt[par] if par is not None else None,
+                voltype="SHARED" if kids else ("LEAF" if i == len(chain) - 1 else "INTERNAL")))
+        groups.append(ImportGroup(img, vols, template_parent=ids[template] if template else None))
+        starts += [(k, chain[-1]) for k in kids]
+    return groups

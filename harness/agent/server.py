@@ -131,6 +131,7 @@ class Agent:
             "Sim.createVolume": self.sim_create_volume,
             "Sim.createImage": self.sim_create_image,
             "Sim.createDiskFromTemplate": self.sim_create_disk_from_template,
+            "Sim.importImages": self.sim_import_images,
             "Sim.setCapacity": self.sim_set_capacity,
             "Sim.fillDomain": self.sim_fill_domain,
             "Sim.addFault": self.sim_add_fault,
@@ -661,6 +662,66 @@ class Agent:
             size = int(read_json(self.root.image_dir(sd, owner) / f"{tmpl}{META_SUFFIX}")["capacity"])
         self.sim_create_volume(sd, imgUUID, volUUID, size, parent=tmpl, extents=extents, seed=seed)
         return self.root.chain(sd, check_uuid(imgUUID, "imgUUID"))
+
+    def sim_import_images(self, sdUUID: str, directory: str) -> list[dict[str, Any]]:
+        """Adopt a directory of existing qcow2/raw images as volumes of the domain: one image
+        group per chain, found from the backing files; a base volume that several chains
+        share becomes a template image group (SHARED, hard-linked into each dependent one).
+        Files are copied (sparse; the originals are left alone), backing files rewired to the
+        volume ids (qemu-img rebase -u), each qcow2 checked first. Files named as UUIDs keep
+        them as volume ids, and a directory named as a UUID holding a whole chain gives its
+        image group id. Returns the image groups made, each with its volumes (base first)."""
+        sd, meta_sd = self._domain(sdUUID)
+        src_dir = Path(str(directory)).absolute()
+        if not src_dir.is_dir():
+            raise InvalidParameter(f"not a directory: {src_dir}", directory=str(src_dir))
+        plan = images.import_plan(src_dir)
+        with self.lock:
+            taken = {vol for img in self.root.image_ids(sd)
+                     for vol in self.root.volume_metas(self.root.image_dir(sd, img))}
+            clash = sorted(taken & {v.vol_id for g in plan for v in g.volumes})
+            if clash:
+                raise VolumeAlreadyExists(f"Volume already exists on {sd}: {clash[0]}",
+                                          volUUID=clash[0])
+            existing = set(self.root.image_ids(sd))
+            for g in plan:
+                if g.img_id in existing:
+                    raise InvalidParameter(f"image group {g.img_id} already exists on {sd}",
+                                           imgUUID=g.img_id)
+            need = sum(os.stat(v.path).st_blocks * 512 for g in plan for v in g.volumes)
+            if need > self._free(sd, meta_sd):
+                raise NoSpaceLeftOnDomain(f"No space left on domain {sd}: the images need "
+                                          f"{need} bytes", sdUUID=sd, needed=need)
+            owner: dict[str, str] = {}  # volume id -> its image group
+            for g in plan:
+                img_dir = self.root.image_dir(sd, g.img_id)
+                img_dir.mkdir(parents=True)
+                for v in g.volumes:
+                    owner[v.vol_id] = g.img_id
+                if g.template_parent is not None:  # link the template's volume in first
+                    tdir = self.root.image_dir(sd, owner[g.template_parent])
+                    os.link(tdir / g.template_parent, img_dir / g.template_parent)
+                    os.link(tdir / f"{g.template_parent}{META_SUFFIX}",
+                            img_dir / f"{g.template_parent}{META_SUFFIX}")
+                for v in g.volumes:
+                    path = img_dir / v.vol_id
+                    datacopy.copy_sparse(str(v.path), str(path))
+                    if v.parent_id is not None:
+                        images.rebase_unsafe(path, v.parent_id, v.parent_format or images.COW)
+                    checksum, data = images.layer_checksum(path, v.format)
+                    fsync_file(path)
+                    meta = {"volUUID": v.vol_id, "image": g.img_id, "domain": sd,
+                            "parent": v.parent_id or BLANK_UUID, "format": v.format,
+                            "type": "SPARSE", "voltype": v.voltype, "legality": "LEGAL",
+                            "capacity": v.capacity, "data_bytes": data, "checksum": checksum,
+                            "description": f"imported from {v.path}",
+                            "ctime": int(time.time())}
+                    write_json_atomic(img_dir / f"{v.vol_id}{META_SUFFIX}", meta)
+                fsync_dir(img_dir)
+            fsync_dir(self.root.images_dir(sd))
+        _log(f"imported {sum(len(g.volumes) for g in plan)} volume(s) in {len(plan)} image "
+             f"group(s) from {src_dir} into {sd}")
+        return [{"imgUUID": g.img_id, "volumes": self.root.chain(sd, g.img_id)} for g in plan]
 
     # --- Sim.*: faults --------------------------------------------------------------------
 
