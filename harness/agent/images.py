@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import mmap
 import os
 import selectors
 import shutil
@@ -217,18 +218,28 @@ def layer_checksum(path: Path, fmt: str) -> tuple[str, int]:
             pos = end
     crcs = []
     with open(path, "rb") as f:
-        for b in range(nblocks):
-            length = min(datacopy.BLOCK, lay.size - b * datacopy.BLOCK)
-            pieces = by_block.get(b)
-            if not pieces:
-                crcs.append(datacopy._zero_crc(length))
-                continue
-            buf = bytearray(length)
-            for pos, n, off in pieces:
-                f.seek(off)
-                rel = pos - b * datacopy.BLOCK
-                buf[rel : rel + n] = f.read(n)
-            crcs.append(zlib.crc32(buf))
+        fsize = os.fstat(f.fileno()).st_size
+        mapping = mmap.mmap(f.fileno(), fsize, prot=mmap.PROT_READ) if fsize else None
+        view = memoryview(mapping) if mapping is not None else memoryview(b"")
+        try:
+            for b in range(nblocks):
+                length = min(datacopy.BLOCK, lay.size - b * datacopy.BLOCK)
+                pieces = by_block.get(b)
+                if not pieces:
+                    crcs.append(datacopy._zero_crc(length))
+                elif len(pieces) == 1 and pieces[0][1] == length:  # one run: read in place
+                    off = pieces[0][2]
+                    crcs.append(zlib.crc32(view[off : off + length]))
+                else:
+                    buf = bytearray(length)
+                    for pos, n, off in pieces:
+                        rel = pos - b * datacopy.BLOCK
+                        buf[rel : rel + n] = view[off : off + n]
+                    crcs.append(zlib.crc32(buf))
+        finally:
+            view.release()
+            if mapping is not None:
+                mapping.close()
     return datacopy.format_checksum(crcs), lay.data_bytes
 
 
