@@ -243,6 +243,15 @@ def layer_checksum(path: Path, fmt: str) -> tuple[str, int]:
     return datacopy.format_checksum(crcs), lay.data_bytes
 
 
+def empty_checksum(size: int) -> str:
+    """The checksum of a layer that holds no data (``size`` bytes of zeros)."""
+    n, b = size // datacopy.BLOCK, datacopy.BLOCK
+    crcs = [datacopy._zero_crc(b)] * n
+    if size % b:
+        crcs.append(datacopy._zero_crc(size % b))
+    return datacopy.format_checksum(crcs)
+
+
 # --- copying ------------------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1

@@ -288,7 +288,8 @@ class Agent:
                 self._check_deletable(src, img)
             params = {"spUUID": sp, "srcDomUUID": src, "dstDomUUID": dst, "imgUUID": img,
                       "op": op, "postZero": bool(postZero), "force": bool(force)}
-            task = self.tasks.create("Image.move", params, tag)
+            total = sum(v.get("data_bytes", v["truesize"] or 0) for v in chain if not v["shared"])
+            task = self.tasks.create("Image.move", params, tag, bytes_total=total)
             self._lock_images([(src, img), (dst, img)], task.id)
             self.reserved[dst] = self.reserved.get(dst, 0) + need
 
@@ -297,9 +298,6 @@ class Agent:
                 self.reserved[dst] -= need
             self._unlock(task.id)
 
-        task.bytes_total = sum(
-            v.get("data_bytes", v["truesize"] or 0) for v in chain if not v["shared"])
-        self.tasks.save(task)
         self.tasks.run(task, lambda t: self._do_move(t, src, dst, img, op, bool(postZero), chain), release)
         _log(f"task {task.id} Image.move op={op} {img} {src} -> {dst} tag={tag}")
         return task.id
@@ -436,7 +434,9 @@ class Agent:
                 continue
             meta = read_json(src_dir / f"{vol}{META_SUFFIX}")
             meta.update(domain=dst, legality="ILLEGAL")
-            write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
+            # not fsynced: if a power cut loses it, the volume is no more than untracked
+            # garbage inside an image group that is not LEGAL either way
+            write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta, fsync=False)
             fmt = meta.get("format", images.RAW)
             parent = meta.get("parent", BLANK_UUID)
             parent_fmt = next((p.get("format") for p in chain if p["volUUID"] == parent), None)
@@ -648,7 +648,10 @@ class Agent:
                 images.create(path, size, fmt, None if parent_meta is None else par,
                               None if parent_meta is None else parent_meta.get("format"))
                 images.write_data(path, fmt, ranges, seed, content, self.root.tmp)
-            checksum, data = images.layer_checksum(path, fmt)
+            if fmt == images.COW and not ranges and not content:  # nothing written: all zeros
+                checksum, data = images.empty_checksum(size), 0
+            else:
+                checksum, data = images.layer_checksum(path, fmt)
             meta = {"volUUID": vol, "image": img, "domain": sd, "parent": par,
                     "format": fmt, "type": "SPARSE", "voltype": "LEAF", "legality": "LEGAL",
                     "capacity": size, "data_bytes": data, "checksum": checksum,
