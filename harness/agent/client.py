@@ -169,18 +169,22 @@ class SimControl(_Rpc):
 
     def create_volume(self, sdUUID: str, imgUUID: str, volUUID: str, size: int,
                       parent: str = BLANK_UUID, extents: list[tuple[int, int]] | None = None,
-                      seed: int = 0, content: bytes | None = None) -> dict[str, Any]:
-        """A volume of ``size`` bytes: ``content`` at offset 0 and/or pseudo-random data in
-        ``extents`` [(offset, length)], holes elsewhere. A parent in another image group
-        (a template volume) is linked into this image group."""
+                      seed: int = 0, content: bytes | None = None,
+                      format: str = "cow") -> dict[str, Any]:
+        """A volume of ``size`` bytes, a qcow2 image (``format="cow"``, its parent as backing
+        file) or a raw base (``format="raw"``): ``content`` at offset 0 and/or pseudo-random
+        data in ``extents`` [(offset, length)], written through qemu-io. A parent in another
+        image group (a template volume) is linked into this image group."""
         return self.call("Sim.createVolume", sdUUID=sdUUID, imgUUID=imgUUID,  # type: ignore[no-any-return]
                          volUUID=volUUID, size=size, parent=parent,
                          extents=[list(e) for e in extents or []], seed=seed,
-                         content_b64=base64.b64encode(content).decode() if content is not None else None)
+                         content_b64=base64.b64encode(content).decode() if content is not None else None,
+                         format=format)
 
     def create_image(self, sdUUID: str, imgUUID: str, volumes: list[dict[str, Any]],
                      parent: str = BLANK_UUID) -> list[dict[str, Any]]:
-        """A chain (base first); each item {volUUID, size, extents?, seed?, content?}."""
+        """A chain (base first); each item {volUUID, size, extents?, seed?, content?, format?}
+        (format cow, the default, or raw for the base)."""
         items = []
         for v in volumes:
             item = dict(v)
@@ -199,6 +203,12 @@ class SimControl(_Rpc):
         return self.call("Sim.createDiskFromTemplate", sdUUID=sdUUID, imgUUID=imgUUID,  # type: ignore[no-any-return]
                          volUUID=volUUID, templateVolUUID=templateVolUUID, size=size,
                          extents=[list(e) for e in extents or []], seed=seed)
+
+    def import_images(self, sdUUID: str, directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """Adopt a directory of qcow2/raw images (copied) as image groups of the domain, one
+        per chain found from the backing files; the image groups made, volumes base first."""
+        return self.call("Sim.importImages", sdUUID=sdUUID,  # type: ignore[no-any-return]
+                         directory=str(Path(directory).absolute()))
 
     def set_capacity(self, sdUUID: str, capacity: int) -> dict[str, Any]:
         return self.call("Sim.setCapacity", sdUUID=sdUUID, capacity=capacity)  # type: ignore[no-any-return]

@@ -162,8 +162,26 @@ def format_checksum(crcs: list[int]) -> str:
     return f"{ALGORITHM}:{digest}"
 
 
+QCOW2_MAGIC = b"QFI\xfb"
+
+
 def checksum(path: str) -> str:
-    """The checksum of the file at ``path`` (reads only the blocks holding data)."""
+    """The checksum of the volume at ``path`` as its ``.meta`` records it: for a qcow2 image
+    the checksum of its own layer (images.layer_checksum: the same for a copy made by
+    qemu-img convert, whatever its byte layout), for any other file that of its bytes."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == QCOW2_MAGIC:
+        from pathlib import Path
+
+        from .images import COW, layer_checksum
+
+        return layer_checksum(Path(path), COW)[0]
+    return raw_checksum(path)
+
+
+def raw_checksum(path: str) -> str:
+    """The checksum of the file's bytes at ``path`` (reads only the blocks holding data)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size

@@ -50,6 +50,21 @@ class AgentAlreadyRunning(AgentError):
     vdsm_code = 100
 
 
+class QemuToolMissing(AgentError):
+    """qemu-img or qemu-io is not installed where the agent runs."""
+
+    code = "MD204"
+    exit_code = 15
+    vdsm_code = 100
+
+
+class QemuImgError(AgentError):
+    """qemu-img or qemu-io failed (the message carries its last error line)."""
+
+    code = "MD205"
+    vdsm_code = 100
+
+
 class InvalidParameter(AgentError):
     vdsm_code = 1000
 

@@ -6,17 +6,20 @@
       agent.sock                      the JSON-RPC socket (default)
       agent.lock                      flock held by the running agent
       agent.log                       what `movedisk agent serve` logs
+      tmp/                            scratch (data staged for qemu-io)
       tasks/<taskID>.json             one record per task, replaced atomically
       domains/<sdUUID>/dom_md.json    {"sdUUID", "spUUID", "capacity", ...}
-      domains/<sdUUID>/images/<imgUUID>/<volUUID>        the volume's bytes (sparse)
+      domains/<sdUUID>/images/<imgUUID>/<volUUID>        the volume: a qcow2 or raw image
       domains/<sdUUID>/images/<imgUUID>/<volUUID>.meta   its metadata (JSON)
       domains/<sdUUID>/images/_remove_me_<imgUUID>/      an image group being deleted
 
 A volume's metadata (VDSM's names): ``volUUID``, ``image`` (the image group that
 owns it), ``domain``, ``parent`` (BLANK_UUID for a base volume), ``format``
-(RAW for a base, COW above it), ``voltype`` (LEAF, INTERNAL or SHARED),
-``legality`` (LEGAL, or ILLEGAL while it is written), ``capacity`` (virtual
-size in bytes), ``checksum`` (see datacopy.checksum), ``ctime``.
+(COW: a qcow2 image whose backing file is its parent's volume id, relative to
+the image group's directory; RAW: a raw base), ``voltype`` (LEAF, INTERNAL or
+SHARED), ``legality`` (LEGAL, or ILLEGAL while it is written), ``capacity``
+(virtual size in bytes), ``data_bytes`` (the data its own layer holds),
+``checksum`` (of its own layer, see images.layer_checksum), ``ctime``.
 
 Template sharing, as on VDSM file domains: a disk created from a template has
 its own image group directory holding its own volumes *and a hard link* of the
@@ -124,6 +127,11 @@ class Root:
         return self.root / "tasks"
 
     @property
+    def tmp(self) -> Path:
+        """Scratch files (data staged for qemu-io), on the domains' filesystem."""
+        return self.root / "tmp"
+
+    @property
     def socket(self) -> Path:
         return self.root / "agent.sock"
 
@@ -134,6 +142,7 @@ class Root:
     def ensure(self) -> None:
         self.domains.mkdir(parents=True, exist_ok=True)
         self.tasks.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
 
     def domain_dir(self, sdUUID: str) -> Path:
         return self.domains / sdUUID

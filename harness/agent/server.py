@@ -26,9 +26,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from . import datacopy
+from . import datacopy, images
 from .errors import (
     AgentAlreadyRunning,
     AgentError,
@@ -44,6 +46,7 @@ from .errors import (
     InvalidParameter,
     NoSpaceLeftOnDomain,
     ProtocolError,
+    QemuImgError,
     StorageDomainAlreadyExists,
     TaskAborted,
     VolumeAlreadyExists,
@@ -68,7 +71,8 @@ DIE_EXIT_CODE = 86
 FAULT_KINDS = {
     "copy_fail_after": "the copy fails (CopyImageError) after `bytes` bytes of the task",
     "copy_die_after": "the agent process exits (os._exit) after `bytes` bytes of the task",
-    "copy_delay": "slow copy: `bytes_per_second`, or `sleep_per_chunk` seconds per `chunk` bytes",
+    "copy_delay": "slow copy: `bytes_per_second`, or `sleep_per_chunk` seconds per `chunk` bytes "
+                  "(qemu-img is held still between its progress steps to keep that pace)",
     "delete_fail": "the deletion fails (ImageDeleteError) before touching anything",
     "delete_die": "the agent process exits in the middle of the deletion (after the rename)",
     "die_at": "the agent process exits at `point`: data_synced, meta_legal, dirs_synced, "
@@ -102,6 +106,7 @@ class Agent:
     """Every verb of the simulator, working on the files under ``root``."""
 
     def __init__(self, root: str | os.PathLike[str], fsync_data: bool = False) -> None:
+        images.require_tools()
         self.root = Root(root)
         self.root.ensure()
         self.fsync_data = True  # always (the --fsync option is kept for old command lines)
@@ -127,6 +132,7 @@ class Agent:
             "Sim.createVolume": self.sim_create_volume,
             "Sim.createImage": self.sim_create_image,
             "Sim.createDiskFromTemplate": self.sim_create_disk_from_template,
+            "Sim.importImages": self.sim_import_images,
             "Sim.setCapacity": self.sim_set_capacity,
             "Sim.fillDomain": self.sim_fill_domain,
             "Sim.addFault": self.sim_add_fault,
@@ -282,7 +288,8 @@ class Agent:
                 self._check_deletable(src, img)
             params = {"spUUID": sp, "srcDomUUID": src, "dstDomUUID": dst, "imgUUID": img,
                       "op": op, "postZero": bool(postZero), "force": bool(force)}
-            task = self.tasks.create("Image.move", params, tag)
+            total = sum(v.get("data_bytes", v["truesize"] or 0) for v in chain if not v["shared"])
+            task = self.tasks.create("Image.move", params, tag, bytes_total=total)
             self._lock_images([(src, img), (dst, img)], task.id)
             self.reserved[dst] = self.reserved.get(dst, 0) + need
 
@@ -291,41 +298,104 @@ class Agent:
                 self.reserved[dst] -= need
             self._unlock(task.id)
 
-        task.bytes_total = sum(
-            v.get("data_bytes", v["truesize"] or 0) for v in chain if not v["shared"])
-        self.tasks.save(task)
         self.tasks.run(task, lambda t: self._do_move(t, src, dst, img, op, bool(postZero), chain), release)
         _log(f"task {task.id} Image.move op={op} {img} {src} -> {dst} tag={tag}")
         return task.id
 
-    def _copy_hooks(self, task: Task, faults: list[Fault]) -> Callable[[int], int]:
-        def on_chunk(n: int) -> int:
-            if task.stop_event.is_set():
-                raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id)
-            for f in faults:
-                if f.kind in ("copy_fail_after", "copy_die_after"):
-                    left = int(f.params.get("bytes", 0)) - task.bytes_done
-                    if left <= 0:
-                        if f.kind == "copy_die_after":
-                            _log(f"fault {f.id}: dying after {task.bytes_done} bytes of task {task.id}")
-                            os._exit(DIE_EXIT_CODE)
-                        raise CopyImageError(
-                            f"low level Image copy failed: injected fault after "
-                            f"{task.bytes_done} bytes", faultID=f.id, bytes_done=task.bytes_done)
-                    n = min(n, left)
-                elif f.kind == "copy_delay":
-                    if "bytes_per_second" in f.params:
-                        bps = float(f.params["bytes_per_second"])
-                        n = min(n, max(4096, int(bps / 20)))
-                        time.sleep(n / bps)
-                    else:
-                        n = min(n, int(f.params.get("chunk", 1 << 20)))
-                        time.sleep(float(f.params.get("sleep_per_chunk", 0.1)))
-                    if task.stop_event.is_set():
-                        raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id)
-            return n
+    def _copy_volume(self, task: Task, faults: list[Fault], src: Path, dst: Path, fmt: str,
+                     backing: str | None, backing_fmt: str | None, weight: int) -> None:
+        """One volume through ``qemu-img convert``: progress from qemu-img's own percentage
+        (``weight`` bytes for the whole volume), copy faults applied as it goes."""
+        done = 0
+        rate = None  # bytes per second of a slow copy (the copy_delay fault)
+        for f in faults:
+            if f.kind == "copy_delay":
+                if "bytes_per_second" in f.params:
+                    rate = float(f.params["bytes_per_second"])
+                else:
+                    rate = int(f.params.get("chunk", 1 << 20)) / float(
+                        f.params.get("sleep_per_chunk", 0.1))
+        started, base = time.monotonic(), task.bytes_done
 
-        return on_chunk
+        def apply_faults() -> None:
+            for f in faults:
+                if f.kind in ("copy_fail_after", "copy_die_after") and \
+                        task.bytes_done >= int(f.params.get("bytes", 0)):
+                    if f.kind == "copy_die_after":
+                        _log(f"fault {f.id}: dying after {task.bytes_done} bytes of task {task.id}")
+                        os._exit(DIE_EXIT_CODE)
+                    raise CopyImageError(
+                        f"low level Image copy failed: injected fault after "
+                        f"{task.bytes_done} bytes", faultID=f.id, bytes_done=task.bytes_done)
+
+        def on_percent(pct: float) -> float | None:
+            nonlocal done
+            target = int(weight * min(pct, 100.0) / 100)
+            if target > done:
+                self.tasks.progress(task, target - done)
+                done = target
+            apply_faults()
+            if rate is None:
+                return None
+            return (task.bytes_done - base) / rate - (time.monotonic() - started)
+
+        apply_faults()
+        try:
+            images.convert(src, dst, fmt, backing, on_percent, task.stop_event.is_set,
+                           backing_fmt=backing_fmt)
+        except images.StopRequested:
+            raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id) from None
+        except QemuImgError as exc:
+            raise CopyImageError(f"low level Image copy failed: {exc.message}",
+                                 volUUID=dst.name) from None
+        if weight > done:
+            self.tasks.progress(task, weight - done)
+        apply_faults()
+
+    def _verify_copy(self, src_dir: Path, dst_dir: Path, dst: str, chain: list[dict[str, Any]],
+                     metas: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """As VDSM checks what it wrote: ``qemu-img check`` of each qcow2 volume copied, the
+        checksum of each copied layer against its source's, and ``qemu-img compare`` of the
+        whole chain (the leaf, seen through its backing files) against the source. Returns
+        the seconds each kind of check took."""
+        took = {"check": 0.0, "checksum": 0.0, "compare": 0.0}
+        leaf = chain[-1]
+        leaf_fmt = leaf.get("format", images.RAW)
+
+        def compare() -> tuple[bool, str]:  # reads both chains while the checks run
+            t0 = time.monotonic()
+            try:
+                return images.compare(src_dir / leaf["volUUID"], dst_dir / leaf["volUUID"],
+                                      leaf_fmt, leaf_fmt)
+            finally:
+                took["compare"] = time.monotonic() - t0
+
+        with ThreadPoolExecutor(1, thread_name_prefix="compare") as pool:
+            compared = pool.submit(compare)
+            for vol, meta in metas.items():
+                fmt = meta.get("format", images.RAW)
+                t0 = time.monotonic()
+                if fmt == images.COW:
+                    report = images.check(dst_dir / vol)
+                    if not report["ok"]:
+                        raise ImageVerificationError(
+                            f"Image verification failed: qemu-img check of volume {vol} on "
+                            f"{dst}: {report.get('check-errors', report.get('error'))} errors, "
+                            f"{report.get('leaks', 0)} leaks", volUUID=vol, check=report)
+                t1 = time.monotonic()
+                got, _ = images.layer_checksum(dst_dir / vol, fmt)
+                took["check"] += t1 - t0
+                took["checksum"] += time.monotonic() - t1
+                if got != meta.get("checksum"):
+                    raise ImageVerificationError(
+                        f"Image verification failed: volume {vol} copied to {dst} has checksum "
+                        f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
+            same, words = compared.result()
+        if not same:
+            raise ImageVerificationError(
+                f"Image verification failed: qemu-img compare of the chain ending in "
+                f"{leaf['volUUID']}: {words}", volUUID=leaf["volUUID"])
+        return took
 
     def _die_at(self, faults: list[Fault], point: str) -> None:
         """The ``die_at`` fault: exit the agent (as a crash would) at a named point."""
@@ -347,13 +417,14 @@ class Agent:
         failed one (SourceImageActionError, 259)."""
         faults = self._take_faults("copy_", (src, dst), img)
         points = self._take_faults("die_at", (src, dst), img)
-        on_chunk = self._copy_hooks(task, faults)
         src_dir = self.root.image_dir(src, img)
         dst_dir = self.root.image_dir(dst, img)
         if dst_dir.exists() or self.root.removal_dir(dst, img).exists():  # force: replace it
             self._remove_image_dir(dst, img, postZero=False)
         dst_dir.mkdir(parents=True)
         copied = []
+        metas: dict[str, dict[str, Any]] = {}
+        seconds = {"convert": 0.0, "fsync": 0.0}
         for v in chain:
             vol = v["volUUID"]
             if v["shared"]:
@@ -363,15 +434,24 @@ class Agent:
                 continue
             meta = read_json(src_dir / f"{vol}{META_SUFFIX}")
             meta.update(domain=dst, legality="ILLEGAL")
-            write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
-            got = datacopy.copy_sparse(str(src_dir / vol), str(dst_dir / vol), on_chunk,
-                                       lambda k: self.tasks.progress(task, k))
+            # not fsynced: if a power cut loses it, the volume is no more than untracked
+            # garbage inside an image group that is not LEGAL either way
+            write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta, fsync=False)
+            fmt = meta.get("format", images.RAW)
+            parent = meta.get("parent", BLANK_UUID)
+            parent_fmt = next((p.get("format") for p in chain if p["volUUID"] == parent), None)
+            t0 = time.monotonic()
+            self._copy_volume(task, faults, src_dir / vol, dst_dir / vol, fmt,
+                              parent if parent != BLANK_UUID and fmt == images.COW else None,
+                              parent_fmt, int(v.get("data_bytes", v["truesize"] or 0)))
+            t1 = time.monotonic()
             fsync_file(dst_dir / vol)  # always: LEGAL must never name data still in memory
+            seconds["convert"] += t1 - t0
+            seconds["fsync"] += time.monotonic() - t1
             self._die_at(points, "data_synced")
-            if got != meta.get("checksum"):
-                raise ImageVerificationError(
-                    f"Image verification failed: volume {vol} copied to {dst} has checksum "
-                    f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
+            metas[vol] = meta
+        seconds.update(self._verify_copy(src_dir, dst_dir, dst, chain, metas))
+        for vol, meta in metas.items():  # every volume's data is durable and verified
             meta["legality"] = "LEGAL"
             write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
             self._die_at(points, "meta_legal")
@@ -379,7 +459,8 @@ class Agent:
         fsync_dir(dst_dir)  # the volumes' names, their metadata renames, the links
         fsync_dir(dst_dir.parent)  # the image group's own name
         self._die_at(points, "dirs_synced")
-        result: dict[str, Any] = {"copied": copied, "bytes_copied": task.bytes_done}
+        result: dict[str, Any] = {"copied": copied, "bytes_copied": task.bytes_done,
+                                  "seconds": {k: round(x, 4) for k, x in seconds.items()}}
         if op == MOVE_OP:
             with task.lock:  # durably: from here on the destination is a complete copy
                 task.result = {**task.result, **result, "copy_complete": True}
@@ -504,11 +585,15 @@ class Agent:
     def sim_create_volume(self, sdUUID: str, imgUUID: str, volUUID: str, size: int,
                           parent: str = BLANK_UUID, extents: list[list[int]] | None = None,
                           seed: int = 0, content_b64: str | None = None,
-                          description: str = "") -> dict[str, Any]:
-        """A new volume in image group imgUUID (created if needed). ``extents`` [[offset, length],
-        ...] are filled with pseudo-random data from ``seed``; ``content_b64`` is written at 0.
-        A parent that belongs to another image group (a template) is linked into this one."""
+                          description: str = "", format: str = "cow") -> dict[str, Any]:
+        """A new volume in image group imgUUID (created if needed), a real image: ``format``
+        cow (qcow2, made by ``qemu-img create``, its parent as backing file by volume id) or
+        raw (a base only). ``extents`` [[offset, length], ...] get pseudo-random data from
+        ``seed`` (each MiB stamped with the seed and its number), ``content_b64`` is written at
+        0, both through qemu-io. A parent that belongs to another image group (a template) is
+        linked into this one."""
         sd, meta_sd = self._domain(sdUUID)
+        fmt = images.normalize_format(format)
         img = check_uuid(imgUUID, "imgUUID")
         vol = check_uuid(volUUID, "volUUID")
         par = check_uuid(parent, "parent")
@@ -523,6 +608,9 @@ class Agent:
             ranges.append((off, off + length))
         if content is not None and len(content) > size:
             raise InvalidParameter(f"content ({len(content)} bytes) is larger than size {size}")
+        if fmt == images.RAW and par != BLANK_UUID:
+            raise InvalidParameter("a raw volume has no backing file: only a base volume "
+                                   "(parent BLANK) may be raw", format=format)
         with self.lock:
             img_dir = self.root.image_dir(sd, img)
             for other in self.root.image_ids(sd):
@@ -554,25 +642,29 @@ class Agent:
                     parent_meta["voltype"] = "INTERNAL"
                     write_json_atomic(owner_dir / f"{par}{META_SUFFIX}", parent_meta)
             path = img_dir / vol
-            datacopy.write_content(str(path), size, ranges, seed, content)
-            fd = os.open(path, os.O_RDONLY)
-            data = datacopy.data_bytes(datacopy.data_extents(fd, size))
-            os.close(fd)
+            if fmt == images.RAW:
+                datacopy.write_content(str(path), size, ranges, seed, content)
+            else:
+                images.create(path, size, fmt, None if parent_meta is None else par,
+                              None if parent_meta is None else parent_meta.get("format"))
+                images.write_data(path, fmt, ranges, seed, content, self.root.tmp)
+            if fmt == images.COW and not ranges and not content:  # nothing written: all zeros
+                checksum, data = images.empty_checksum(size), 0
+            else:
+                checksum, data = images.layer_checksum(path, fmt)
             meta = {"volUUID": vol, "image": img, "domain": sd, "parent": par,
-                    "format": "RAW" if par == BLANK_UUID else "COW",
-                    "type": "SPARSE", "voltype": "LEAF", "legality": "LEGAL",
-                    "capacity": size, "data_bytes": data, "checksum": datacopy.checksum(str(path)),
+                    "format": fmt, "type": "SPARSE", "voltype": "LEAF", "legality": "LEGAL",
+                    "capacity": size, "data_bytes": data, "checksum": checksum,
                     "description": description, "ctime": int(time.time())}
-            fsync_file(path)
-            write_json_atomic(img_dir / f"{vol}{META_SUFFIX}", meta)
-            fsync_dir(img_dir)
-            fsync_dir(img_dir.parent)
+            # provisioning is the simulator's own business: not fsynced (copies and
+            # deletions, what the engine relies on, are)
+            write_json_atomic(img_dir / f"{vol}{META_SUFFIX}", meta, fsync=False)
         return self.root.volume(sd, img, vol)
 
     def sim_create_image(self, sdUUID: str, imgUUID: str, volumes: list[dict[str, Any]],
                          parent: str = BLANK_UUID) -> list[dict[str, Any]]:
         """A chain: volumes[0] on ``parent`` (BLANK or a template volume), each next on the
-        previous. Each item: {volUUID, size, extents?, seed?, content_b64?}."""
+        previous. Each item: {volUUID, size, extents?, seed?, content_b64?, format?}."""
         if not isinstance(volumes, list) or not volumes:
             raise InvalidParameter("volumes must be a non-empty list")
         out = []
@@ -598,6 +690,66 @@ class Agent:
             size = int(read_json(self.root.image_dir(sd, owner) / f"{tmpl}{META_SUFFIX}")["capacity"])
         self.sim_create_volume(sd, imgUUID, volUUID, size, parent=tmpl, extents=extents, seed=seed)
         return self.root.chain(sd, check_uuid(imgUUID, "imgUUID"))
+
+    def sim_import_images(self, sdUUID: str, directory: str) -> list[dict[str, Any]]:
+        """Adopt a directory of existing qcow2/raw images as volumes of the domain: one image
+        group per chain, found from the backing files; a base volume that several chains
+        share becomes a template image group (SHARED, hard-linked into each dependent one).
+        Files are copied (sparse; the originals are left alone), backing files rewired to the
+        volume ids (qemu-img rebase -u), each qcow2 checked first. Files named as UUIDs keep
+        them as volume ids, and a directory named as a UUID holding a whole chain gives its
+        image group id. Returns the image groups made, each with its volumes (base first)."""
+        sd, meta_sd = self._domain(sdUUID)
+        src_dir = Path(str(directory)).absolute()
+        if not src_dir.is_dir():
+            raise InvalidParameter(f"not a directory: {src_dir}", directory=str(src_dir))
+        plan = images.import_plan(src_dir)
+        with self.lock:
+            taken = {vol for img in self.root.image_ids(sd)
+                     for vol in self.root.volume_metas(self.root.image_dir(sd, img))}
+            clash = sorted(taken & {v.vol_id for g in plan for v in g.volumes})
+            if clash:
+                raise VolumeAlreadyExists(f"Volume already exists on {sd}: {clash[0]}",
+                                          volUUID=clash[0])
+            existing = set(self.root.image_ids(sd))
+            for g in plan:
+                if g.img_id in existing:
+                    raise InvalidParameter(f"image group {g.img_id} already exists on {sd}",
+                                           imgUUID=g.img_id)
+            need = sum(os.stat(v.path).st_blocks * 512 for g in plan for v in g.volumes)
+            if need > self._free(sd, meta_sd):
+                raise NoSpaceLeftOnDomain(f"No space left on domain {sd}: the images need "
+                                          f"{need} bytes", sdUUID=sd, needed=need)
+            owner: dict[str, str] = {}  # volume id -> its image group
+            for g in plan:
+                img_dir = self.root.image_dir(sd, g.img_id)
+                img_dir.mkdir(parents=True)
+                for v in g.volumes:
+                    owner[v.vol_id] = g.img_id
+                if g.template_parent is not None:  # link the template's volume in first
+                    tdir = self.root.image_dir(sd, owner[g.template_parent])
+                    os.link(tdir / g.template_parent, img_dir / g.template_parent)
+                    os.link(tdir / f"{g.template_parent}{META_SUFFIX}",
+                            img_dir / f"{g.template_parent}{META_SUFFIX}")
+                for v in g.volumes:
+                    path = img_dir / v.vol_id
+                    datacopy.copy_sparse(str(v.path), str(path))
+                    if v.parent_id is not None:
+                        images.rebase_unsafe(path, v.parent_id, v.parent_format or images.COW)
+                    checksum, data = images.layer_checksum(path, v.format)
+                    fsync_file(path)
+                    meta = {"volUUID": v.vol_id, "image": g.img_id, "domain": sd,
+                            "parent": v.parent_id or BLANK_UUID, "format": v.format,
+                            "type": "SPARSE", "voltype": v.voltype, "legality": "LEGAL",
+                            "capacity": v.capacity, "data_bytes": data, "checksum": checksum,
+                            "description": f"imported from {v.path}",
+                            "ctime": int(time.time())}
+                    write_json_atomic(img_dir / f"{v.vol_id}{META_SUFFIX}", meta)
+                fsync_dir(img_dir)
+            fsync_dir(self.root.images_dir(sd))
+        _log(f"imported {sum(len(g.volumes) for g in plan)} volume(s) in {len(plan)} image "
+             f"group(s) from {src_dir} into {sd}")
+        return [{"imgUUID": g.img_id, "volumes": self.root.chain(sd, g.img_id)} for g in plan]
 
     # --- Sim.*: faults --------------------------------------------------------------------
 

@@ -156,9 +156,12 @@ class TaskStore:
             task.saved_at = time.monotonic()
             write_json_atomic(self.dir / f"{task.id}.json", task.record(), sync_dir=True)
 
-    def create(self, verb: str, params: dict[str, Any], tag: str | None) -> Task:
+    def create(self, verb: str, params: dict[str, Any], tag: str | None,
+               bytes_total: int = 0) -> Task:
+        """A new running task, its record durable before its id is given to anyone."""
         task = Task(
-            {"id": str(uuid.uuid4()), "verb": verb, "tag": tag, "params": params, "state": "running"}
+            {"id": str(uuid.uuid4()), "verb": verb, "tag": tag, "params": params, "state": "running",
+             "bytes_total": bytes_total}
         )
         with self.lock:
             self.tasks[task.id] = task

@@ -26,8 +26,10 @@ def test_ls_shows_what_the_domains_hold_even_with_the_agent_down(
     agent: AgentProcess, client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    img, vol = new_id(), new_id()
-    sim.create_image(pool.src, img, [{"volUUID": vol, "size": 1 << 20, "extents": [(0, 8192)]}])
+    img, base, leaf = new_id(), new_id(), new_id()
+    sim.create_image(pool.src, img, [
+        {"volUUID": base, "size": 1 << 20, "extents": [(0, 8192)], "format": "raw"},
+        {"volUUID": leaf, "size": 1 << 20, "extents": [(65536, 65536)], "seed": 5}])
     client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY))
     agent.stop()
     code, out, _ = run(capsys, "agent", "ls", "--root", str(agent_root), "--json", "--verify")
@@ -36,16 +38,33 @@ def test_ls_shows_what_the_domains_hold_even_with_the_agent_down(
     assert set(listing) == {pool.src, pool.dst}
     for sd in (pool.src, pool.dst):
         (image,) = listing[sd]["images"]
-        (v,) = image["volumes"]
-        assert (image["imgUUID"], v["volUUID"], v["capacity"], v["truesize"]) == (img, vol, 1 << 20, 8192)
-        assert v["checksum_ok"] is True and v["legality"] == "LEGAL"
+        b, v = image["volumes"]
+        assert (image["imgUUID"], b["volUUID"], v["volUUID"]) == (img, base, leaf)
+        assert (b["verify"]["format"], b["verify"]["virtual_size"], b["verify"]["backing_file"],
+                b["verify"]["check"], b["truesize"]) == ("raw", 1 << 20, None, "-", 8192)
+        assert (v["verify"]["format"], v["verify"]["virtual_size"], v["verify"]["backing_file"],
+                v["verify"]["check"]) == ("qcow2", 1 << 20, base, "ok")
+        assert 65536 < v["verify"]["actual_size"] < 1 << 20
+        assert all(x["checksum_ok"] and x["verify"]["ok"] and x["legality"] == "LEGAL"
+                   for x in (b, v))
     code, out, _ = run(capsys, "agent", "ls", "--root", str(agent_root), "--domain", pool.dst)
     assert code == 0 and img in out and pool.src not in out
-    # a damaged copy shows up with --verify, and the exit code says so
-    with open(volume_path(agent_root, pool.dst, img, vol), "r+b") as f:
+    # a damaged data cluster shows up with --verify (checksum), and the exit code says so
+    leaf_file = volume_path(agent_root, pool.dst, img, leaf)
+    (extent,) = [e for e in json.loads(subprocess.run(
+        ["qemu-img", "map", "--output=json", str(leaf_file)], capture_output=True, text=True,
+        check=True, cwd=leaf_file.parent).stdout) if e["data"] and e["depth"] == 0]
+    with open(leaf_file, "r+b") as f:
+        f.seek(extent["offset"] + 100)
         f.write(b"X")
     code, out, _ = run(capsys, "agent", "ls", "--root", str(agent_root), "--verify")
-    assert code == 1 and "CHECKSUM MISMATCH" in out
+    assert code == 1 and "CHECKSUM MISMATCH" in out and "PROBLEM: checksum mismatch" in out
+    # a broken qcow2 header: qemu-img cannot even open it; said in one line, exit 1
+    with open(leaf_file, "r+b") as f:
+        f.write(b"XXXX")
+    code, out, _ = run(capsys, "agent", "ls", "--root", str(agent_root), "--verify",
+                       "--domain", pool.dst)
+    assert code == 1 and "PROBLEM: the file is raw, its metadata says COW" in out
 
 
 def test_ls_of_an_unknown_domain_is_a_typed_error(
@@ -99,3 +118,14 @@ def test_movedisk_agent_serve_runs_the_simulator_and_refuses_a_second_one(
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def test_agent_without_qemu_img_says_what_to_install(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": str(tmp_path)}  # no qemu-img there
+    res = subprocess.run([sys.executable, "-m", "movedisk.agent.server", "--root",
+                          str(tmp_path / "root")], capture_output=True, text=True, env=env,
+                         timeout=30)
+    assert res.returncode == 15
+    assert res.stderr.strip().splitlines() == [
+        "agent: QemuToolMissing: qemu-img not found: install qemu-utils (apt-get install "
+        "qemu-utils; `make test` does it as root)"]

@@ -138,14 +138,13 @@ def test_copy_is_durable_before_its_task_says_finished(
     assert rec.checks == ["finished"] and rec.failures == []
     # the record itself: its file was fsynced before the rename, its directory after
     assert rec.durable(agent.root.tasks / f"{task}.json") and rec.durable(agent.root.tasks)
-    # the order: each volume's data, then its LEGAL metadata; then the directories; then
-    # the finished record (and, for a Move, the source's removal before that record)
+    # the order: every volume's data, then (the chain verified) their LEGAL metadata; then
+    # the directories; then the finished record (for a Move, the source's removal before it)
     dst_dir = dst_images / img
     order = [(k, d) for k, d in rec.events if k in ("data", "dir", "record")
              or (k == "json" and d.startswith("LEGAL:"))]
-    expect = []
-    for v in vols:
-        expect += [("data", str(dst_dir / v)), ("json", f"LEGAL:{dst_dir}/.{v}.meta")]
+    expect = [("data", str(dst_dir / v)) for v in vols]
+    expect += [("json", f"LEGAL:{dst_dir}/.{v}.meta") for v in vols]
     expect += [("dir", str(dst_dir)), ("dir", str(dst_images))]
     got = [(k, d.rsplit(".", 3)[0] if k == "json" else d) for k, d in order
            if k != "record" and not (k == "dir" and d == str(agent.root.tasks))]

@@ -61,12 +61,14 @@ def test_copy_failing_after_n_bytes_fails_the_task_and_leaves_the_partial_copy(
     sim.add_fault("copy_fail_after", imgUUID=img, bytes=3 * MiB)
     st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, MOVE))
     assert (st["taskResult"], st["code"]) == ("cleanFailure", 261)
-    assert st["progress"]["bytes_done"] == 3 * MiB
-    # the source is intact, the partial copy stays on the destination, marked ILLEGAL
+    # qemu-img is stopped once its progress passes the fault's 3 MiB (it reports per step)
+    assert 3 * MiB <= st["progress"]["bytes_done"] <= 4 * MiB
+    # the source is intact, the partial copy stays on the destination, marked ILLEGAL (a
+    # volume turns LEGAL only once the whole chain is copied and verified)
     assert client.get_volumes(pool.sp, pool.src, img) == vols
     partial = image_on(ls_json(agent_root, capsys), pool.dst, img)
     assert partial is not None
-    assert [v["legality"] for v in partial["volumes"]] == ["LEGAL", "ILLEGAL"]
+    assert [v["legality"] for v in partial["volumes"]] == ["ILLEGAL", "ILLEGAL"]
     # the fault was for one task: a retry with force replaces the partial copy
     st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY, force=True))
     assert st["taskResult"] == "success"
@@ -91,7 +93,7 @@ def test_agent_sigkilled_mid_copy_reports_the_task_failed_after_restart(
     # while the agent is down, ls reads the files: the partial copy is there
     partial = image_on(ls_json(agent_root, capsys), pool.dst, img)
     assert partial is not None and partial["volumes"][0]["legality"] == "ILLEGAL"
-    assert 0 < partial["volumes"][0]["truesize"] < 4 * MiB
+    assert partial["volumes"][0]["truesize"] < 4 * MiB  # qemu-img died with the agent
     agent.start()
     st = client.get_task_status(task)
     assert (st["taskState"], st["taskResult"], st["code"]) == ("finished", "cleanFailure", 411)
@@ -111,27 +113,29 @@ def test_die_fault_exits_the_agent_mid_copy(
     task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY)
     assert agent.wait_exit() == DIE_EXIT_CODE
     dst = volume_path(agent_root, pool.dst, img, vols[0])
-    assert dst.exists() and dst.stat().st_blocks * 512 == MiB + 4096
+    assert dst.exists() and json.loads(dst.with_name(f"{vols[0]}.meta").read_text())[
+        "legality"] == "ILLEGAL"
     agent.start()
     st = client.get_task_status(task)
     assert (st["taskResult"], st["code"]) == ("cleanFailure", 411)
     # progress is saved at most once a second: what was recorded, never more than was copied
     assert st["progress"]["bytes_total"] == 3 * MiB
-    assert st["progress"]["bytes_done"] <= MiB + 4096
+    assert st["progress"]["bytes_done"] < 3 * MiB
     assert sim.list_faults() == []  # faults live in the process; a new agent has none
 
 
 def test_two_tasks_on_different_image_groups_run_at_once(
     client: StorageClient, sim: SimControl, pool: Pool
 ) -> None:
-    imgs = [make_image(sim, pool.src, mib=2, seed=s)[0] for s in (1, 2)]
+    # qemu-img's rate limit (-r) moves in steps of its 2 MiB buffer: 6 MiB at 8 MiB/s
+    imgs = [make_image(sim, pool.src, mib=6, seed=s)[0] for s in (1, 2)]
     for img in imgs:
-        sim.add_fault("copy_delay", imgUUID=img, bytes_per_second=10 * MiB)
+        sim.add_fault("copy_delay", imgUUID=img, bytes_per_second=8 * MiB)
     tasks = [client.move_image(pool.sp, pool.src, pool.dst, img, COPY) for img in imgs]
 
     def both_in_progress() -> bool:
         sts = [client.get_task_status(t) for t in tasks]
-        return all(s["taskState"] == "running" and 0 < s["progress"]["bytes_done"] < 2 * MiB
+        return all(s["taskState"] == "running" and 0 < s["progress"]["bytes_done"] < 6 * MiB
                    for s in sts)
 
     wait_for(both_in_progress, what="both tasks in progress at the same time")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agenttools import AgentProcess, Pool, allocated, new_id, snapshot, volume_path
 
-from movedisk.agent import COPY, MOVE, SimControl, StorageClient
+from movedisk.agent import COPY, MOVE, SimControl, StorageClient, datacopy
 from movedisk.agent import errors as E
 from movedisk.errors import DeletionBlocked, InsufficientSpace, MalformedId, WrongStorageDomain
 
@@ -32,28 +35,60 @@ def state(root: Path, pool: Pool) -> dict[str, dict[str, tuple[int, str]]]:
             (("src", f"domains/{pool.src}"), ("dst", f"domains/{pool.dst}"), ("tasks", "tasks"))}
 
 
-def make_chain(sim: SimControl, sd: str, sizes: int = 4 * MiB) -> tuple[str, list[str]]:
-    """A 3-volume chain: a sparse base with two data runs, a middle with one, a small leaf."""
+def make_chain(sim: SimControl, sd: str, sizes: int = 4 * MiB,
+               base_format: str = "cow") -> tuple[str, list[str]]:
+    """A 3-volume qcow2 chain: a sparse base with two data runs, a middle with one, a leaf
+    with a few bytes (through qemu-io: the leaf's cluster keeps the rest from below)."""
     img, vols = new_id(), [new_id() for _ in range(3)]
     sim.create_image(sd, img, [
-        {"volUUID": vols[0], "size": sizes, "extents": [(0, MiB), (3 * MiB, MiB // 2)], "seed": 1},
+        {"volUUID": vols[0], "size": sizes, "extents": [(0, MiB), (3 * MiB, MiB // 2)], "seed": 1,
+         "format": base_format},
         {"volUUID": vols[1], "size": sizes, "extents": [(MiB, 64 * 1024)], "seed": 2},
         {"volUUID": vols[2], "size": sizes, "content": b"leaf data"},
     ])
     return img, vols
 
 
+def guest_view(path: Path) -> bytes:
+    """What a VM sees through the chain ending at ``path`` (qemu-img convert to raw)."""
+    out = path.with_name(f".view-{path.name}-{new_id()}")
+    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), str(out)], check=True,
+                   cwd=path.parent)
+    try:
+        return out.read_bytes()
+    finally:
+        out.unlink()
+
+
+def qemu_info(path: Path) -> dict[str, Any]:
+    res = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)], check=True,
+                         capture_output=True, text=True)
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
 def test_created_chain_is_listed_base_first_with_sizes_parents_checksums(
-    client: StorageClient, sim: SimControl, pool: Pool
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
 ) -> None:
     img, vols = make_chain(sim, pool.src)
     assert client.get_volumes(pool.sp, pool.src, img) == vols
     infos = client.volumes_info(pool.sp, pool.src, img)
     assert [i["parent"] for i in infos] == ["00000000-0000-0000-0000-000000000000", vols[0], vols[1]]
-    assert [i["format"] for i in infos] == ["RAW", "COW", "COW"]
+    assert [i["format"] for i in infos] == ["COW", "COW", "COW"]
     assert [i["voltype"] for i in infos] == ["INTERNAL", "INTERNAL", "LEAF"]
-    assert all(i["capacity"] == 4 * MiB and i["apparentsize"] == 4 * MiB for i in infos)
-    assert infos[0]["truesize"] == MiB + MiB // 2  # sparse: only the data runs are allocated
+    assert all(i["capacity"] == 4 * MiB for i in infos)
+    # real qcow2 images, each naming its parent by volume id, relative to the image group
+    files = [volume_path(agent_root, pool.src, img, v) for v in vols]
+    assert all(f.read_bytes()[:4] == b"QFI\xfb" for f in files)
+    qinfo = [qemu_info(f) for f in files]
+    assert [q["virtual-size"] for q in qinfo] == [4 * MiB] * 3
+    assert [q.get("backing-filename") for q in qinfo] == [None, vols[0], vols[1]]
+    # the data is really there, seen through the chain: each MiB stamped with its seed
+    view = guest_view(files[2])
+    assert view[:9] == b"leaf data" and view[MiB:MiB + 16] == (2).to_bytes(8, "big") + \
+        (1).to_bytes(8, "big") and view[3 * MiB:3 * MiB + 8] == (1).to_bytes(8, "big")
+    assert view[2 * MiB:3 * MiB] == bytes(MiB)
+    # sparse: the base stores its 1.5 MiB of data, not its 4 MiB
+    assert infos[0]["data_bytes"] == MiB + MiB // 2 and infos[0]["truesize"] < 2 * MiB
     assert len({i["checksum"] for i in infos}) == 3
     assert client.get_images(pool.sp, pool.src) == [img]
     assert client.get_images(pool.sp, pool.dst) == []
@@ -61,10 +96,11 @@ def test_created_chain_is_listed_base_first_with_sizes_parents_checksums(
     assert dom["capacity"] == 1 << 30 and dom["used"] == sum(i["truesize"] for i in infos)
 
 
-def test_copy_of_a_3_volume_chain_lands_byte_identical_and_sparse(
-    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
+@pytest.mark.parametrize("base_format", ["cow", "raw"])
+def test_copy_of_a_3_volume_chain_keeps_formats_chain_content_and_sparseness(
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path, base_format: str
 ) -> None:
-    img, vols = make_chain(sim, pool.src)
+    img, vols = make_chain(sim, pool.src, base_format=base_format)
     before = snapshot(agent_root / "domains" / pool.src)
     task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY, tag="cmd-1")
     st = client.wait_task(task)
@@ -72,26 +108,53 @@ def test_copy_of_a_3_volume_chain_lands_byte_identical_and_sparse(
     assert st["progress"]["bytes_done"] == st["progress"]["bytes_total"] > MiB
     for vol in vols:
         src, dst = (volume_path(agent_root, sd, img, vol) for sd in (pool.src, pool.dst))
-        assert dst.read_bytes() == src.read_bytes()
-        assert allocated(dst) == allocated(src)
+        # what a VM sees at each snapshot is the same, byte for byte, through the new chain
+        assert guest_view(dst) == guest_view(src)
+        qs, qd = qemu_info(src), qemu_info(dst)
+        assert (qd["format"], qd["virtual-size"], qd.get("backing-filename")) == \
+            (qs["format"], qs["virtual-size"], qs.get("backing-filename"))
+        # the backing file resolves on the destination, not back to the source
+        if "backing-filename" in qs:
+            assert qd["full-backing-filename"] == str(dst.with_name(qs["backing-filename"]))
+        assert allocated(dst) <= allocated(src) + 64 * 1024  # holes stay holes
+        # the checksum a reader computes from the file (as the invariant checks do) is the
+        # one the metadata records, on both domains, though the qcow2 bytes may differ
+        recorded = json.loads(src.with_name(f"{vol}.meta").read_text())["checksum"]
+        assert datacopy.checksum(str(src)) == datacopy.checksum(str(dst)) == recorded
     assert allocated(volume_path(agent_root, pool.dst, img, vols[0])) < 2 * MiB
-    assert client.volumes_info(pool.sp, pool.dst, img) == [
-        {**i, "domain": pool.dst} for i in client.volumes_info(pool.sp, pool.src, img)
+    assert qemu_info(volume_path(agent_root, pool.dst, img, vols[0]))["format"] == \
+        {"cow": "qcow2", "raw": "raw"}[base_format]
+    file_facts = ("apparentsize", "truesize")
+    assert [{k: v for k, v in i.items() if k not in file_facts}
+            for i in client.volumes_info(pool.sp, pool.dst, img)] == [
+        {**{k: v for k, v in i.items() if k not in file_facts}, "domain": pool.dst}
+        for i in client.volumes_info(pool.sp, pool.src, img)
     ]
     # op=Copy leaves the source exactly as it was
     assert snapshot(agent_root / "domains" / pool.src) == before
+
+
+def test_raw_volume_cannot_have_a_parent(client: StorageClient, sim: SimControl, pool: Pool) -> None:
+    img, base = new_id(), new_id()
+    sim.create_volume(pool.src, img, base, MiB)
+    with pytest.raises(E.InvalidParameter):
+        sim.call("Sim.createVolume", sdUUID=pool.src, imgUUID=img, volUUID=new_id(), size=MiB,
+                 parent=base, format="raw")
+    with pytest.raises(E.InvalidParameter):
+        sim.call("Sim.createVolume", sdUUID=pool.src, imgUUID=img, volUUID=new_id(), size=MiB,
+                 parent=base, format="vmdk")
 
 
 def test_move_deletes_the_source_and_says_so(
     client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
 ) -> None:
     img, vols = make_chain(sim, pool.src)
-    data = volume_path(agent_root, pool.src, img, vols[0]).read_bytes()
+    data = guest_view(volume_path(agent_root, pool.src, img, vols[2]))
     st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, MOVE))
     assert st["taskResult"] == "success" and st["result"]["source_deleted"] is True
     assert client.get_images(pool.sp, pool.src) == []
     assert not (agent_root / "domains" / pool.src / "images" / img).exists()
-    assert volume_path(agent_root, pool.dst, img, vols[0]).read_bytes() == data
+    assert guest_view(volume_path(agent_root, pool.dst, img, vols[2])) == data
 
 
 def test_tasks_are_found_by_tag_listed_and_cleared(
@@ -137,11 +200,11 @@ def test_delete_with_post_zero_wipes_the_data_before_removing(
     img, vols = make_chain(sim, pool.src)
     witness = tmp_path / "witness"  # a second name for the base volume's inode
     os.link(volume_path(agent_root, pool.src, img, vols[0]), witness)
-    assert witness.read_bytes().count(0) < 4 * MiB
+    assert any(witness.read_bytes())
     st = client.wait_task(client.delete_image(pool.sp, pool.src, img, postZero=True))
     assert st["taskResult"] == "success" and st["result"]["bytes_zeroed"] >= MiB
     assert client.get_images(pool.sp, pool.src) == []
-    assert witness.read_bytes() == bytes(4 * MiB)
+    assert witness.read_bytes() == bytes(witness.stat().st_size)  # the qcow2 file, all of it
     with pytest.raises(E.ImageDoesNotExistInSD) as exc:
         client.get_volumes(pool.sp, pool.src, img)
     assert exc.value.vdsm_code == 268
@@ -242,7 +305,7 @@ def test_existing_destination_needs_force(
     dst.write_bytes(b"garbage")
     st = client.wait_task(client.move_image(pool.sp, pool.src, pool.dst, img, COPY, force=True))
     assert st["taskResult"] == "success"
-    assert dst.read_bytes() == volume_path(agent_root, pool.src, img, vols[2]).read_bytes()
+    assert guest_view(dst) == guest_view(volume_path(agent_root, pool.src, img, vols[2]))
 
 
 @pytest.mark.parametrize(
