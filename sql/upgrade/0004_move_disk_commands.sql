@@ -1,0 +1,96 @@
+-- 0004: move_disk_commands and storage_deletions, the state of the moves the harness runs
+-- (stage and lease of each command) and the deletions it still owes the storage; the same
+-- tables as sql/tables/0910_move_disk_commands.sql. New, empty tables: no existing row is
+-- rewritten or scanned; the foreign keys lock command_entities and storage_domain_static
+-- for the moment of the CREATE only (lock_timeout bounds the wait).
+SET LOCAL lock_timeout = '3s';
+SET LOCAL statement_timeout = '60s';
+
+CREATE TABLE IF NOT EXISTS move_disk_commands (
+    command_id UUID NOT NULL,
+    image_group_id UUID NOT NULL,
+    src_storage UUID NOT NULL,
+    dest_storage UUID NOT NULL,
+    storage_pool_id UUID NOT NULL,
+    temporary_disk_id UUID NOT NULL,
+    wipe_after_delete BOOLEAN NOT NULL DEFAULT FALSE,
+    stage VARCHAR(32) NOT NULL,
+    copy_task_id UUID,
+    delete_task_id UUID,
+    lease_owner VARCHAR(255),
+    lease_expires TIMESTAMPTZ,
+    last_error TEXT,
+    recovered BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ended_at TIMESTAMPTZ,
+    CONSTRAINT pk_move_disk_commands PRIMARY KEY (command_id),
+    CONSTRAINT fk_move_disk_commands_command FOREIGN KEY (command_id)
+    REFERENCES command_entities (command_id) ON DELETE CASCADE,
+    CONSTRAINT ck_move_disk_commands_stage CHECK (stage IN (
+        'TEMPORARY_CREATED', 'COPYING', 'SWITCHED', 'DELETING_SOURCE',
+        'ENDED_SUCCESS', 'ENDED_WITH_LEFTOVER', 'ENDED_FAILURE'
+    ))
+);
+
+-- Not a partial index (squawk and the upgrade want it born with the table): the unfinished
+-- moves are found through ended_at IS NULL, first column of this one.
+CREATE INDEX IF NOT EXISTS idx_move_disk_commands_unfinished
+ON move_disk_commands (ended_at, lease_expires);
+CREATE INDEX IF NOT EXISTS idx_move_disk_commands_image_group_id
+ON move_disk_commands (image_group_id);
+
+COMMENT ON TABLE move_disk_commands IS
+'Disk moves run as commands: the stage each reached and the lease of the process running it, '
+'so that any process can finish a move another one started.';
+COMMENT ON COLUMN move_disk_commands.command_id IS 'command_entities.command_id of the move.';
+COMMENT ON COLUMN move_disk_commands.stage IS
+'TEMPORARY_CREATED (phase 1 committed), COPYING (copy task recorded), SWITCHED (phase 3 '
+'committed), DELETING_SOURCE (source deletion task recorded), then one of ENDED_SUCCESS, '
+'ENDED_WITH_LEFTOVER, ENDED_FAILURE.';
+COMMENT ON COLUMN move_disk_commands.temporary_disk_id IS
+'The temporary (To_Be_Deleted) disk phase 1 created.';
+COMMENT ON COLUMN move_disk_commands.lease_owner IS
+'The process running the move (host:pid:start); NULL once the move ended.';
+COMMENT ON COLUMN move_disk_commands.lease_expires IS
+'Until when the owner holds the move; after that any process may take it over.';
+COMMENT ON COLUMN move_disk_commands.recovered IS
+'Whether a process other than the one that started the move finished it.';
+
+-- storage_deletions: image groups that must be deleted on a storage domain and are not yet
+-- confirmed deleted: the partial copy a failed move left on its destination, and the
+-- leftover on the source of a move whose source deletion was refused (its temporary disk stays
+-- ILLEGAL until then). Cleanup retries them with backoff.
+CREATE TABLE IF NOT EXISTS storage_deletions (
+    deletion_id UUID NOT NULL,
+    kind VARCHAR(20) NOT NULL,
+    storage_pool_id UUID NOT NULL,
+    storage_domain_id UUID NOT NULL,
+    image_group_id UUID NOT NULL,
+    temporary_disk_id UUID,
+    command_id UUID,
+    post_zero BOOLEAN NOT NULL DEFAULT FALSE,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    lease_owner VARCHAR(255),
+    lease_expires TIMESTAMPTZ,
+    CONSTRAINT pk_storage_deletions PRIMARY KEY (deletion_id),
+    CONSTRAINT fk_storage_deletions_storage FOREIGN KEY (storage_domain_id)
+    REFERENCES storage_domain_static (id),
+    CONSTRAINT ck_storage_deletions_kind CHECK (kind IN ('PARTIAL_COPY', 'SOURCE_LEFTOVER')),
+    CONSTRAINT ux_storage_deletions_target UNIQUE (storage_domain_id, image_group_id)
+);
+
+CREATE INDEX IF NOT EXISTS idx_storage_deletions_next_attempt_at
+ON storage_deletions (next_attempt_at);
+
+COMMENT ON TABLE storage_deletions IS
+'Image groups to delete on a storage domain, kept until the storage agent confirms the deletion.';
+COMMENT ON COLUMN storage_deletions.kind IS
+'PARTIAL_COPY: what a failed move copied to its destination; SOURCE_LEFTOVER: the source '
+'image group of a finished move whose deletion was refused (temporary_disk_id records it).';
+COMMENT ON COLUMN storage_deletions.image_group_id IS 'The image group to delete on the domain.';
+COMMENT ON COLUMN storage_deletions.attempts IS 'Failed attempts so far.';
+COMMENT ON COLUMN storage_deletions.next_attempt_at IS 'Not retried before then (backoff).';
