@@ -14,10 +14,10 @@ CREATE TABLE IF NOT EXISTS move_disk_commands (
     storage_pool_id UUID NOT NULL,
     temporary_disk_id UUID NOT NULL,
     wipe_after_delete BOOLEAN NOT NULL DEFAULT FALSE,
-    stage VARCHAR(32) NOT NULL,
+    stage TEXT NOT NULL,
     copy_task_id UUID,
     delete_task_id UUID,
-    lease_owner VARCHAR(255),
+    lease_owner TEXT,
     lease_expires TIMESTAMPTZ,
     last_error TEXT,
     recovered BOOLEAN NOT NULL DEFAULT FALSE,
@@ -30,15 +30,14 @@ CREATE TABLE IF NOT EXISTS move_disk_commands (
     CONSTRAINT ck_move_disk_commands_stage CHECK (stage IN (
         'TEMPORARY_CREATED', 'COPYING', 'SWITCHED', 'DELETING_SOURCE',
         'ENDED_SUCCESS', 'ENDED_WITH_LEFTOVER', 'ENDED_FAILURE'
-    ))
+    )),
+    -- Indexes declared as UNIQUE (<columns>, command_id), true since command_id is the key, so
+    -- that the table is born with them (no CREATE INDEX in an upgrade): the unfinished moves
+    -- (ended_at IS NULL) by lease expiry, and the moves of a disk.
+    CONSTRAINT ux_move_disk_commands_unfinished UNIQUE (ended_at, lease_expires, command_id),
+    CONSTRAINT ux_move_disk_commands_image_group_id UNIQUE (image_group_id, command_id)
 );
 
--- Not a partial index (squawk and the upgrade want it born with the table): the unfinished
--- moves are found through ended_at IS NULL, first column of this one.
-CREATE INDEX IF NOT EXISTS idx_move_disk_commands_unfinished
-ON move_disk_commands (ended_at, lease_expires);
-CREATE INDEX IF NOT EXISTS idx_move_disk_commands_image_group_id
-ON move_disk_commands (image_group_id);
 
 COMMENT ON TABLE move_disk_commands IS
 'Disk moves run as commands: the stage each reached and the lease of the process running it, '
@@ -63,31 +62,30 @@ COMMENT ON COLUMN move_disk_commands.recovered IS
 -- ILLEGAL until then). Cleanup retries them with backoff.
 CREATE TABLE IF NOT EXISTS storage_deletions (
     deletion_id UUID NOT NULL,
-    kind VARCHAR(20) NOT NULL,
+    kind TEXT NOT NULL,
     storage_pool_id UUID NOT NULL,
     storage_domain_id UUID NOT NULL,
     image_group_id UUID NOT NULL,
     temporary_disk_id UUID,
     command_id UUID,
     post_zero BOOLEAN NOT NULL DEFAULT FALSE,
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
     last_error TEXT,
     recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    lease_owner VARCHAR(255),
+    lease_owner TEXT,
     lease_expires TIMESTAMPTZ,
     CONSTRAINT pk_storage_deletions PRIMARY KEY (deletion_id),
     CONSTRAINT fk_storage_deletions_storage FOREIGN KEY (storage_domain_id)
     REFERENCES storage_domain_static (id),
     CONSTRAINT ck_storage_deletions_kind CHECK (kind IN ('PARTIAL_COPY', 'SOURCE_LEFTOVER')),
-    CONSTRAINT ux_storage_deletions_target UNIQUE (storage_domain_id, image_group_id)
+    CONSTRAINT ux_storage_deletions_target UNIQUE (storage_domain_id, image_group_id),
+    CONSTRAINT ux_storage_deletions_next_attempt_at UNIQUE (next_attempt_at, deletion_id)
 );
-
-CREATE INDEX IF NOT EXISTS idx_storage_deletions_next_attempt_at
-ON storage_deletions (next_attempt_at);
 
 COMMENT ON TABLE storage_deletions IS
 'Image groups to delete on a storage domain, kept until the storage agent confirms the deletion.';
+COMMENT ON COLUMN storage_deletions.deletion_id IS 'The deletion record id.';
 COMMENT ON COLUMN storage_deletions.kind IS
 'PARTIAL_COPY: what a failed move copied to its destination; SOURCE_LEFTOVER: the source '
 'image group of a finished move whose deletion was refused (temporary_disk_id records it).';
