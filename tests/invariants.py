@@ -7,7 +7,8 @@
   maps it to, LEGAL, and its bytes hash to the checksum recorded when it was made (``expected``:
   volume id -> checksum; volumes not in it are checked against their own .meta checksum);
 - I2 nothing untracked: every image group directory on a domain is a disk mapped there, a
-  recorded leftover (images_to_be_deleted, src_storage), or a recorded pending deletion;
+  recorded leftover (images_to_be_deleted, src_storage), a recorded pending deletion, or the
+  destination of a move in flight (its temporary disk LOCKED);
 - I3 every images_to_be_deleted row has its temporary image and every temporary image its row;
 - I4 (``settled=True``, after recovery) no image LOCKED, no unfinished move, no ACTIVE command;
 - I5 the live original is never deleted: I1 over the originals of temporary disks;
@@ -83,6 +84,11 @@ def check(conn: psycopg.Connection[Any], agent_root: Path, expected: dict[str, s
         SELECT src_storage::text AS sd, src_image_group_id::text AS img FROM images_to_be_deleted""")}
     known |= {(r["sd"], r["img"]) for r in _rows(conn, """
         SELECT storage_domain_id::text AS sd, image_group_id::text AS img FROM storage_deletions""")}
+    # A move in flight (its temporary disk LOCKED) is copying to its destination.
+    known |= {(r["sd"], r["img"]) for r in _rows(conn, """
+        SELECT t.dest_storage::text AS sd, t.src_image_group_id::text AS img
+        FROM images_to_be_deleted t JOIN images i ON i.image_guid = t.image_id
+        WHERE i.imagestatus = 2""")}
     ours = {r["id"] for r in _rows(conn, "SELECT id::text AS id FROM storage_domain_static")}
     if domains.exists():
         for sd_dir in domains.iterdir():

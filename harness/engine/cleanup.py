@@ -13,6 +13,7 @@ from ..agent import errors as agent_errors
 from ..errors import MovediskError
 from . import retry
 from .crashpoints import crash_point
+from .owner import is_dead
 from .store import StorageDeletion
 
 if TYPE_CHECKING:
@@ -107,9 +108,14 @@ def run(engine: Engine, due_only: bool = True, batch: int = 20) -> CleanupReport
     """Every due deletion once: claimed a batch at a time (other processes skip them)."""
     report = CleanupReport()
     seen: set[Any] = set()
+    # Deletions held by a process of this host that died are taken at once (not at lease expiry).
+    dead = sorted({d.lease_owner for d in engine.store.deletions()
+                   if d.lease_owner and is_dead(d.lease_owner)}) or None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        claimed = [d for d in s_claim(engine, batch, due_only) if d.deletion_id not in seen]
+        claimed = [d for d in engine.store.claim_deletions(engine.owner, engine.lease_seconds, batch,
+                                                           due_only, dead_owners=dead)
+                   if d.deletion_id not in seen]
         if not claimed:
             break
         for d in claimed:
@@ -121,6 +127,3 @@ def run(engine: Engine, due_only: bool = True, batch: int = 20) -> CleanupReport
             (report.done if out.done else report.failed).append(out)
     return report
 
-
-def s_claim(engine: Engine, batch: int, due_only: bool) -> list[StorageDeletion]:
-    return engine.store.claim_deletions(engine.owner, engine.lease_seconds, batch, due_only)

@@ -180,9 +180,10 @@ class Store:
         return [_row(StorageDeletion, r) for r in self._call("GetAllFromStorageDeletions")]
 
     def claim_deletions(self, owner: str, lease: int, limit: int, due_only: bool = True,
-                        command_id: uuid.UUID | None = None) -> list[StorageDeletion]:
+                        command_id: uuid.UUID | None = None,
+                        dead_owners: list[str] | None = None) -> list[StorageDeletion]:
         return [_row(StorageDeletion, r) for r in self._call(
-            "ClaimStorageDeletions", owner, lease, limit, due_only, command_id)]
+            "ClaimStorageDeletions", owner, lease, limit, due_only, command_id, dead_owners)]
 
     def prepare_removal(self, disk_id: uuid.UUID, owner: str, lease: int) -> StorageDeletion | None:
         rows = self._call("PrepareTemporaryDiskRemoval", disk_id, owner, lease)

@@ -15,14 +15,16 @@ END;
 $procedure$;
 
 -- ClaimStorageDeletions: up to v_limit pending deletions (only those due, unless v_due_only is
--- FALSE; only those of move v_command_id when given) that no live process holds, leased to
--- v_lease_owner; rows other processes are claiming are skipped.
+-- FALSE; only those of move v_command_id when given) that no live process holds (free, expired,
+-- or held by one of v_dead_owners, processes the caller saw dead), leased to v_lease_owner; rows
+-- other processes are claiming are skipped.
 CREATE OR REPLACE FUNCTION ClaimStorageDeletions(
     v_lease_owner VARCHAR(255),
     v_lease_seconds INTEGER,
     v_limit INTEGER,
     v_due_only BOOLEAN DEFAULT TRUE,
-    v_command_id UUID DEFAULT NULL
+    v_command_id UUID DEFAULT NULL,
+    v_dead_owners TEXT [] DEFAULT NULL
 )
 RETURNS SETOF STORAGE_DELETIONS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -38,7 +40,12 @@ BEGIN
         WHERE
             (NOT v_due_only OR s.next_attempt_at <= now())
             AND (v_command_id IS NULL OR s.command_id = v_command_id)
-            AND (s.lease_owner IS NULL OR s.lease_expires < now() OR s.lease_owner = v_lease_owner)
+            AND (
+                s.lease_owner IS NULL
+                OR s.lease_expires < now()
+                OR s.lease_owner = v_lease_owner
+                OR s.lease_owner = ANY(v_dead_owners)
+            )
         ORDER BY s.next_attempt_at
         LIMIT v_limit
         FOR UPDATE SKIP LOCKED
