@@ -24,7 +24,7 @@ CREATE OR REPLACE FUNCTION ClaimStorageDeletions(
     v_limit INTEGER,
     v_due_only BOOLEAN DEFAULT TRUE,
     v_command_id UUID DEFAULT NULL,
-    v_dead_owners TEXT [] DEFAULT NULL
+    v_dead_owners TEXT[] DEFAULT NULL
 )
 RETURNS SETOF STORAGE_DELETIONS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
