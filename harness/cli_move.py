@@ -295,8 +295,8 @@ def _cleanup(args: argparse.Namespace) -> int:
     def human(r: dict[str, Any]) -> str:
         lines = [f"deleted {len(r['deleted'])}, failed {len(r['failed'])}, "
                  f"still pending {len(r['pending'])}"]
-        lines += [f"  pending: {p['kind']} {p['image_group_id']} on {p['storage_domain_id']} "
-                  f"(attempts {p['attempts']}, next {p['next_attempt_at']}): {p['last_error']}"
+        lines += [f"  pending: {p['reason']} {p['image_group_id']} on {p['storage_domain_id']} "
+                  f"(attempts {p['attempts']}): {p['last_error']}"
                   for p in r["pending"]]
         return "\n".join(lines)
 
@@ -336,7 +336,7 @@ def _status(args: argparse.Namespace) -> int:
             lines.append(f"{m['command_id']} disk {m['image_group_id']} -> {m['dest_storage']}: "
                          f"{m['stage']}{prog} (run by {m['lease_owner']} until {m['lease_expires']})")
         for d in r["pending_deletions"]:
-            lines.append(f"pending deletion: {d['kind']} {d['image_group_id']} on "
+            lines.append(f"pending deletion: {d['reason']} {d['image_group_id']} on "
                          f"{d['storage_domain_id']} (attempts {d['attempts']}): {d['last_error']}")
         return "\n".join(lines)
 

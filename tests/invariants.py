@@ -83,7 +83,7 @@ def check(conn: psycopg.Connection[Any], agent_root: Path, expected: dict[str, s
     known |= {(r["sd"], r["img"]) for r in _rows(conn, """
         SELECT src_storage::text AS sd, src_image_group_id::text AS img FROM images_to_be_deleted""")}
     known |= {(r["sd"], r["img"]) for r in _rows(conn, """
-        SELECT storage_domain_id::text AS sd, image_group_id::text AS img FROM storage_deletions""")}
+        SELECT storage_domain_id::text AS sd, image_group_id::text AS img FROM image_groups_to_be_deleted""")}
     # A move in flight (its temporary disk LOCKED) is copying to its destination.
     known |= {(r["sd"], r["img"]) for r in _rows(conn, """
         SELECT t.dest_storage::text AS sd, t.src_image_group_id::text AS img

@@ -47,7 +47,7 @@ def safe_to_delete(engine: Engine, d: StorageDeletion) -> str:
     mapped by the database on another domain, complete and legal there."""
     placement = engine.store.placement(d.image_group_id)
     if not placement:
-        if d.kind == "PARTIAL_COPY":
+        if d.reason == "MOVE_FAILED":
             return ""  # the disk is gone from the database: nothing of it is live
         return f"disk {d.image_group_id} has no volumes in the database"
     domains = {p.storage_domain_id for p in placement}
@@ -76,13 +76,13 @@ def execute(engine: Engine, d: StorageDeletion) -> Outcome:
     reason = safe_to_delete(engine, d)
     if not reason:
         try:
-            tag = f"deletion:{d.deletion_id}"
+            tag = f"deletion:{d.image_group_id}:{d.storage_domain_id}"
             running = [t for t in engine.agent.tasks_by_tag(tag) if t.get("taskState") != "finished"]
             if running:
                 task_id = running[-1]["taskID"]
             else:
                 task_id = engine.agent.delete_image(str(d.storage_pool_id), str(d.storage_domain_id),
-                                                    str(d.image_group_id), postZero=d.post_zero,
+                                                    str(d.image_group_id), postZero=d.wipe_after_delete,
                                                     tag=tag)
             st = engine.agent.wait_task(task_id, timeout=max(60.0, engine.lease_seconds))
             if st.get("taskResult") != "success":
@@ -93,12 +93,12 @@ def execute(engine: Engine, d: StorageDeletion) -> Outcome:
                 reason = exc.message
     if not reason:
         crash_point("removal_after_agent_delete")
-        s.confirm_deletion(d.deletion_id, engine.owner)
-        engine.emit("info", str(d.command_id or d.deletion_id),
+        s.confirm_deletion(d, engine.owner)
+        engine.emit("info", str(d.temporary_disk_id or d.image_group_id),
                     f"deleted image group {d.image_group_id} on storage domain {d.storage_domain_id}")
         return Outcome(d, True, attempts=d.attempts)
-    attempts = s.deletion_failed(d.deletion_id, engine.owner, reason, retry.backoff(d.attempts + 1))
-    engine.emit("warning", str(d.command_id or d.deletion_id),
+    attempts = s.deletion_failed(d, engine.owner, reason)
+    engine.emit("warning", str(d.temporary_disk_id or d.image_group_id),
                 f"could not delete image group {d.image_group_id} on storage domain "
                 f"{d.storage_domain_id}: {reason}")
     return Outcome(d, False, reason, attempts or d.attempts + 1)
@@ -109,17 +109,16 @@ def run(engine: Engine, due_only: bool = True, batch: int = 20) -> CleanupReport
     report = CleanupReport()
     seen: set[Any] = set()
     # Deletions held by a process of this host that died are taken at once (not at lease expiry).
-    dead = sorted({d.lease_owner for d in engine.store.deletions()
-                   if d.lease_owner and is_dead(d.lease_owner)}) or None
+    dead = sorted({o for o in engine.store.deletion_lease_owners() if is_dead(o)}) or None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         claimed = [d for d in engine.store.claim_deletions(engine.owner, engine.lease_seconds, batch,
                                                            due_only, dead_owners=dead)
-                   if d.deletion_id not in seen]
+                   if (d.image_group_id, d.storage_domain_id) not in seen]
         if not claimed:
             break
         for d in claimed:
-            seen.add(d.deletion_id)
+            seen.add((d.image_group_id, d.storage_domain_id))
             try:
                 out = execute(engine, d)
             except MovediskError as exc:  # e.g. the database refused: keep going with the rest

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..agent import errors as agent_errors
-from . import cleanup, retry
+from . import cleanup
 from .crashpoints import crash_point
 from .store import MoveCommand
 
@@ -43,7 +43,7 @@ def with_success(engine: Engine, cmd: MoveCommand) -> MoveCommand:
 
 def with_leftover(engine: Engine, cmd: MoveCommand, reason: str) -> MoveCommand:
     task = cmd.delete_task_id
-    cmd = engine.store.end_leftover(cmd.command_id, engine.owner, reason, retry.backoff(1))
+    cmd = engine.store.end_leftover(cmd.command_id, engine.owner, reason)
     engine.emit("warning", cmd, f"moved, but the source could not be deleted ({reason}); "
                 f"temporary disk {cmd.temporary_disk_id} stays ILLEGAL as the record of the "
                 "leftover until cleanup or remove deletes it")
@@ -51,14 +51,15 @@ def with_leftover(engine: Engine, cmd: MoveCommand, reason: str) -> MoveCommand:
     return cmd
 
 
-def with_failure(engine: Engine, cmd: MoveCommand, reason: str, dest_written: bool,
-                 copy_task: Any = None) -> MoveCommand:
-    cmd = engine.store.end_failure(cmd.command_id, engine.owner, reason, dest_written)
+def with_failure(engine: Engine, cmd: MoveCommand, reason: str, copy_task: Any = None) -> MoveCommand:
+    """End before phase 3: the original unlocked, the temporary disk ILLEGAL, and what the copy
+    may have written on D deleted now (recorded first, so cleanup retries it if this fails)."""
+    cmd = engine.store.end_failure(cmd.command_id, engine.owner, reason)
     crash_point("after_end_failure_commit")
     engine.emit("warning", cmd, f"the move failed ({reason}); the disk stays on its source domain")
     engine._clear(copy_task or cmd.copy_task_id)
-    if dest_written:
-        for d in engine.store.claim_deletions(engine.owner, engine.lease_seconds, 10,
-                                              due_only=False, command_id=cmd.command_id):
-            cleanup.execute(engine, d)
+    for d in engine.store.claim_deletions(engine.owner, engine.lease_seconds, 1, due_only=False,
+                                          image_group_id=cmd.image_group_id,
+                                          storage_domain_id=cmd.dest_storage):
+        cleanup.execute(engine, d)
     return cmd

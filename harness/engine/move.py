@@ -179,8 +179,7 @@ class Engine:
         if action in (Action.END_FAILURE, Action.COMPENSATE):
             reason = copy.message or ("the copy never started" if action is Action.COMPENSATE
                                       else "the copy did not complete")
-            return end.with_failure(self, cmd, reason, dest_written=action is Action.END_FAILURE,
-                                    copy_task=copy.task_id)
+            return end.with_failure(self, cmd, reason, copy_task=copy.task_id)
         if action is Action.START_DELETE:
             return end.start_source_deletion(self, cmd)
         if action is Action.RECORD_DELETE:

@@ -10,10 +10,16 @@ BASE_SECONDS = 5
 CAP_SECONDS = 600
 
 
+def base_seconds() -> int:
+    """The first retry's delay (MOVEDISK_RETRY_BASE_SECONDS, else 5 s)."""
+    return int(os.environ.get("MOVEDISK_RETRY_BASE_SECONDS", BASE_SECONDS))
+
+
 def backoff(attempts: int, base: int | None = None, cap: int = CAP_SECONDS) -> int:
-    """Seconds before the next attempt after ``attempts`` failures: base, 2 base, 4 base, ... cap."""
+    """Seconds before the next attempt after ``attempts`` failures: base, 2 base, 4 base, ... cap.
+    (ClaimImageGroupsToBeDeleted applies the same rule in the database.)"""
     if base is None:
-        base = int(os.environ.get("MOVEDISK_RETRY_BASE_SECONDS", BASE_SECONDS))
+        base = base_seconds()
     if attempts <= 0:
         return 0
     return int(min(cap, base * 2 ** min(attempts - 1, 30)))

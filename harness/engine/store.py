@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from ..db import call
+from . import retry
 from .crashpoints import armed, crash_point
 from .states import Stage
 
@@ -60,20 +61,17 @@ class MoveCommand:
 
 @dataclass(frozen=True)
 class StorageDeletion:
-    deletion_id: uuid.UUID
-    kind: str
-    storage_pool_id: uuid.UUID
-    storage_domain_id: uuid.UUID
+    """A pending storage deletion (image_groups_to_be_deleted): MOVE_FAILED, the partial copy
+    of a failed move on its destination; SOURCE_AFTER_MOVE, a moved disk's refused source."""
+
     image_group_id: uuid.UUID
+    storage_domain_id: uuid.UUID
+    storage_pool_id: uuid.UUID | None
+    reason: str
     temporary_disk_id: uuid.UUID | None
-    command_id: uuid.UUID | None
-    post_zero: bool
+    wipe_after_delete: bool
     attempts: int
     last_error: str | None
-    recorded_at: datetime
-    next_attempt_at: datetime
-    lease_owner: str | None
-    lease_expires: datetime | None
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, (uuid.UUID, datetime)) else v)
@@ -161,14 +159,12 @@ class Store:
         return self._one("EndMoveDiskCommandWithSuccess", command_id, owner,
                          crash="inside_end_success_before_commit")
 
-    def end_leftover(self, command_id: uuid.UUID, owner: str, error: str,
-                     retry_seconds: int) -> MoveCommand:
-        return self._one("EndMoveDiskCommandWithLeftover", command_id, owner, error, retry_seconds,
+    def end_leftover(self, command_id: uuid.UUID, owner: str, error: str) -> MoveCommand:
+        return self._one("EndMoveDiskCommandWithLeftover", command_id, owner, error,
                          crash="inside_end_leftover_before_commit")
 
-    def end_failure(self, command_id: uuid.UUID, owner: str, error: str,
-                    dest_written: bool) -> MoveCommand:
-        return self._one("EndMoveDiskCommandWithFailure", command_id, owner, error, dest_written,
+    def end_failure(self, command_id: uuid.UUID, owner: str, error: str) -> MoveCommand:
+        return self._one("EndMoveDiskCommandWithFailure", command_id, owner, error,
                          crash="inside_end_failure_before_commit")
 
     def placement(self, disk_id: uuid.UUID) -> list[Placement]:
@@ -177,26 +173,31 @@ class Store:
     # --- deletions -----------------------------------------------------------------------
 
     def deletions(self) -> list[StorageDeletion]:
-        return [_row(StorageDeletion, r) for r in self._call("GetAllFromStorageDeletions")]
+        return [_row(StorageDeletion, r) for r in self._call("GetAllImageGroupsToBeDeleted")]
+
+    def deletion_lease_owners(self) -> list[str]:
+        return [r["lease_owner"] for r in self._call("GetImageGroupDeletionLeases")]
 
     def claim_deletions(self, owner: str, lease: int, limit: int, due_only: bool = True,
-                        command_id: uuid.UUID | None = None,
-                        dead_owners: list[str] | None = None) -> list[StorageDeletion]:
+                        image_group_id: uuid.UUID | None = None,
+                        dead_owners: list[str] | None = None,
+                        storage_domain_id: uuid.UUID | None = None) -> list[StorageDeletion]:
         return [_row(StorageDeletion, r) for r in self._call(
-            "ClaimStorageDeletions", owner, lease, limit, due_only, command_id, dead_owners)]
+            "ClaimImageGroupsToBeDeleted", owner, lease, limit, due_only, retry.base_seconds(),
+            retry.CAP_SECONDS, image_group_id, dead_owners, storage_domain_id)]
 
     def prepare_removal(self, disk_id: uuid.UUID, owner: str, lease: int) -> StorageDeletion | None:
         rows = self._call("PrepareTemporaryDiskRemoval", disk_id, owner, lease)
         return _row(StorageDeletion, rows[0]) if rows else None
 
-    def confirm_deletion(self, deletion_id: uuid.UUID, owner: str) -> bool:
-        return bool(self._call("ConfirmStorageDeletion", deletion_id, owner)[0][
-            "confirmstoragedeletion"])
+    def confirm_deletion(self, d: StorageDeletion, owner: str) -> bool:
+        return bool(self._call("ConfirmStorageDeletion", d.image_group_id, d.storage_domain_id,
+                               owner)[0]["confirmstoragedeletion"])
 
-    def deletion_failed(self, deletion_id: uuid.UUID, owner: str, error: str,
-                        retry_seconds: int) -> int | None:
-        row = self._call("RecordStorageDeletionFailure", deletion_id, owner, error, retry_seconds)[0]
-        return row["recordstoragedeletionfailure"]
+    def deletion_failed(self, d: StorageDeletion, owner: str, error: str) -> int:
+        row = self._call("RecordStorageDeletionFailure", d.image_group_id, d.storage_domain_id,
+                         owner, error)[0]
+        return int(row["recordstoragedeletionfailure"] or 0)
 
     # --- lookups used to resolve what a user typed ----------------------------------------
 

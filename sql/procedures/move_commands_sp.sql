@@ -16,8 +16,8 @@
 -- StartMoveDiskCommand: validation and phase 1 of moving disk v_image_group_id from the domain
 -- holding it to v_dest_storage, in one transaction: the temporary disk (CreateTemporaryDiskForMove),
 -- the command (command_entities, ACTIVE), its stage TEMPORARY_CREATED with the caller's lease,
--- and the USER_MOVED_DISK event. Refuses (changing nothing) what CreateTemporaryDiskForMove refuses,
--- a disk on several domains, and a destination still holding a partial copy of the disk to delete.
+-- and the USER_MOVED_DISK event. Refuses (changing nothing) what CreateTemporaryDiskForMove refuses
+-- (a destination still owing a deletion of the disk included) and a disk on several domains.
 CREATE OR REPLACE FUNCTION StartMoveDiskCommand(
     v_command_id UUID,
     v_image_group_id UUID,
@@ -49,13 +49,6 @@ BEGIN
     IF v_domains > 1 THEN
         RAISE EXCEPTION 'disk % is on % storage domains; a move needs it on one', v_image_group_id,
             v_domains USING ERRCODE = 'MD003';
-    END IF;
-    IF EXISTS (
-        SELECT 1 FROM storage_deletions AS d
-        WHERE d.storage_domain_id = v_dest_storage AND d.image_group_id = v_image_group_id
-    ) THEN
-        RAISE EXCEPTION 'storage domain % still holds a copy of disk % that is to be deleted; '
-            'run movedisk cleanup first', v_dest_storage, v_image_group_id USING ERRCODE = 'MD003';
     END IF;
 
     SELECT c.temporary_disk_id INTO v_tmp
@@ -268,13 +261,13 @@ $procedure$;
 
 -- EndMoveDiskCommandWithLeftover: the end of move v_command_id when the agent refused or failed
 -- to delete the source image group (v_error says why): the temporary disk stays, ILLEGAL, as the
--- record of the leftover on the source domain, which cleanup retries (storage_deletions
--- SOURCE_LEFTOVER); stage ENDED_WITH_LEFTOVER; events 2025 and 2052. A repeat changes nothing.
+-- record of the leftover on the source domain (MarkTemporaryDiskIllegal records its pending
+-- deletion, which cleanup retries); stage ENDED_WITH_LEFTOVER; events 2025 and 2052. A repeat
+-- changes nothing.
 CREATE OR REPLACE FUNCTION EndMoveDiskCommandWithLeftover(
     v_command_id UUID,
     v_lease_owner VARCHAR(255),
-    v_error TEXT,
-    v_retry_seconds INTEGER
+    v_error TEXT
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -292,16 +285,7 @@ BEGIN
             v_cmd.stage USING ERRCODE = 'MD003';
     END IF;
     PERFORM MarkTemporaryDiskIllegal(v_cmd.temporary_disk_id);
-    INSERT INTO storage_deletions (
-        deletion_id, kind, storage_pool_id, storage_domain_id, image_group_id, temporary_disk_id,
-        command_id, post_zero, attempts, last_error, next_attempt_at
-    )
-    VALUES (
-        gen_random_uuid(), 'SOURCE_LEFTOVER', v_cmd.storage_pool_id, v_cmd.src_storage,
-        v_cmd.image_group_id, v_cmd.temporary_disk_id, v_command_id, v_cmd.wipe_after_delete, 1,
-        v_error, now() + make_interval(secs => v_retry_seconds)
-    )
-    ON CONFLICT (storage_domain_id, image_group_id) DO NOTHING;
+    PERFORM RecordImageGroupDeletionFailure(v_cmd.image_group_id, v_cmd.src_storage, v_error);
     PERFORM InsertMoveDiskAuditLog(
         2025, 'USER_MOVE_IMAGE_GROUP_FAILED_TO_DELETE_SRC_IMAGE', 1,
         format('Could not delete disk %s on its source storage domain %s: %s', v_cmd.image_group_id,
@@ -321,15 +305,14 @@ END;
 $procedure$;
 
 -- EndMoveDiskCommandWithFailure: the end of move v_command_id whose copy failed or never started
--- (before phase 3): the temporary disk ILLEGAL and the original unlocked (MarkTemporaryDiskIllegal),
--- with v_dest_written the partial copy on the destination recorded for deletion (storage_deletions
--- PARTIAL_COPY); stage ENDED_FAILURE; USER_MOVED_DISK_FINISHED_FAILURE. A repeat changes nothing;
--- MD003 once phase 3 committed (roll forward instead).
+-- (before phase 3): the temporary disk ILLEGAL and the original unlocked, what the copy may have
+-- written on the destination recorded for deletion (MarkTemporaryDiskIllegal); stage
+-- ENDED_FAILURE; USER_MOVED_DISK_FINISHED_FAILURE. A repeat changes nothing; MD003 once phase 3
+-- committed (roll forward instead).
 CREATE OR REPLACE FUNCTION EndMoveDiskCommandWithFailure(
     v_command_id UUID,
     v_lease_owner VARCHAR(255),
-    v_error TEXT,
-    v_dest_written BOOLEAN
+    v_error TEXT
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -347,17 +330,6 @@ BEGIN
             'with failure', v_command_id, v_cmd.stage USING ERRCODE = 'MD003';
     END IF;
     PERFORM MarkTemporaryDiskIllegal(v_cmd.temporary_disk_id, TRUE);
-    IF v_dest_written THEN
-        INSERT INTO storage_deletions (
-            deletion_id, kind, storage_pool_id, storage_domain_id, image_group_id, command_id,
-            post_zero
-        )
-        VALUES (
-            gen_random_uuid(), 'PARTIAL_COPY', v_cmd.storage_pool_id, v_cmd.dest_storage,
-            v_cmd.image_group_id, v_command_id, FALSE
-        )
-        ON CONFLICT (storage_domain_id, image_group_id) DO NOTHING;
-    END IF;
     PERFORM InsertMoveDiskAuditLog(
         2011, 'USER_MOVED_DISK_FINISHED_FAILURE', 2,
         format('Moving disk %s from storage domain %s to %s failed: %s', v_cmd.image_group_id,

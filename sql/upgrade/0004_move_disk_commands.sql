@@ -1,7 +1,7 @@
--- 0004: move_disk_commands and storage_deletions, the state of the moves the harness runs
--- (stage and lease of each command) and the deletions it still owes the storage; the same
--- tables as sql/tables/0910_move_disk_commands.sql. New, empty tables: no existing row is
--- rewritten or scanned; the foreign keys lock command_entities and storage_domain_static
+-- 0004: move_disk_commands and image_group_deletion_leases: the state of the moves the harness
+-- runs (stage and lease of each command) and who is deleting a pending deletion; the same
+-- tables as sql/tables/0920_move_disk_commands.sql. New, empty tables: no existing row is
+-- rewritten or scanned; the foreign key locks command_entities
 -- for the moment of the CREATE only (lock_timeout bounds the wait).
 SET LOCAL lock_timeout = '3s';
 SET LOCAL statement_timeout = '60s';
@@ -56,39 +56,22 @@ COMMENT ON COLUMN move_disk_commands.lease_expires IS
 COMMENT ON COLUMN move_disk_commands.recovered IS
 'Whether a process other than the one that started the move finished it.';
 
--- storage_deletions: image groups that must be deleted on a storage domain and are not yet
--- confirmed deleted: the partial copy a failed move left on its destination, and the
--- leftover on the source of a move whose source deletion was refused (its temporary disk stays
--- ILLEGAL until then). Cleanup retries them with backoff.
-CREATE TABLE IF NOT EXISTS storage_deletions (
-    deletion_id UUID NOT NULL,
-    kind TEXT NOT NULL,
-    storage_pool_id UUID NOT NULL,
-    storage_domain_id UUID NOT NULL,
+-- image_group_deletion_leases: which process is deleting a pending storage deletion
+-- (image_groups_to_be_deleted) right now, until when: cleanups and removals in several processes
+-- claim deletions with FOR UPDATE SKIP LOCKED and a lease, so that no two delete the same image
+-- group at once and a dead process's deletion is taken over.
+CREATE TABLE IF NOT EXISTS image_group_deletion_leases (
     image_group_id UUID NOT NULL,
-    temporary_disk_id UUID,
-    command_id UUID,
-    post_zero BOOLEAN NOT NULL DEFAULT FALSE,
-    attempts BIGINT NOT NULL DEFAULT 0,
-    last_error TEXT,
-    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    lease_owner TEXT,
-    lease_expires TIMESTAMPTZ,
-    CONSTRAINT pk_storage_deletions PRIMARY KEY (deletion_id),
-    CONSTRAINT fk_storage_deletions_storage FOREIGN KEY (storage_domain_id)
-    REFERENCES storage_domain_static (id),
-    CONSTRAINT ck_storage_deletions_kind CHECK (kind IN ('PARTIAL_COPY', 'SOURCE_LEFTOVER')),
-    CONSTRAINT ux_storage_deletions_target UNIQUE (storage_domain_id, image_group_id),
-    CONSTRAINT ux_storage_deletions_next_attempt_at UNIQUE (next_attempt_at, deletion_id)
+    storage_domain_id UUID NOT NULL,
+    lease_owner TEXT NOT NULL,
+    lease_expires TIMESTAMPTZ NOT NULL,
+    CONSTRAINT pk_image_group_deletion_leases PRIMARY KEY (image_group_id, storage_domain_id)
 );
 
-COMMENT ON TABLE storage_deletions IS
-'Image groups to delete on a storage domain, kept until the storage agent confirms the deletion.';
-COMMENT ON COLUMN storage_deletions.deletion_id IS 'The deletion record id.';
-COMMENT ON COLUMN storage_deletions.kind IS
-'PARTIAL_COPY: what a failed move copied to its destination; SOURCE_LEFTOVER: the source '
-'image group of a finished move whose deletion was refused (temporary_disk_id records it).';
-COMMENT ON COLUMN storage_deletions.image_group_id IS 'The image group to delete on the domain.';
-COMMENT ON COLUMN storage_deletions.attempts IS 'Failed attempts so far.';
-COMMENT ON COLUMN storage_deletions.next_attempt_at IS 'Not retried before then (backoff).';
+COMMENT ON TABLE image_group_deletion_leases IS
+'The process deleting a pending storage deletion (image_groups_to_be_deleted) now, and until when.';
+COMMENT ON COLUMN image_group_deletion_leases.image_group_id IS 'The image group being deleted.';
+COMMENT ON COLUMN image_group_deletion_leases.storage_domain_id IS 'The domain it is deleted on.';
+COMMENT ON COLUMN image_group_deletion_leases.lease_owner IS 'The process (host:pid:start).';
+COMMENT ON COLUMN image_group_deletion_leases.lease_expires IS
+'After this, another process may take the deletion over.';

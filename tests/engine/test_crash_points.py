@@ -82,7 +82,7 @@ def test_crash_inside_the_end_with_failure_then_recover(world, point) -> None:
     disk, dest = world.disk("vm1-data"), world.domain("D")
     in_child_killed_at(world, point, lambda eng: eng.run(eng.start(disk, dest)))
     assert settle(world) == ["ENDED_FAILURE"]
-    assert world.rows("SELECT count(*) AS n FROM storage_deletions")[0]["n"] == 0
+    assert world.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
     world.check()
 
 

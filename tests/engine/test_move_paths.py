@@ -62,7 +62,7 @@ def test_failed_copy_ends_with_failure_and_deletes_the_partial_copy(world) -> No
     assert placement(world, "vm1-data") == {world.domain("S")}
     assert not (world.root / "domains" / str(world.domain("D")) / "images" /
                 str(world.disk("vm1-data"))).exists()
-    assert world.rows("SELECT count(*) AS n FROM storage_deletions")[0]["n"] == 0
+    assert world.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
     world.check()
     # The ILLEGAL temporary disk of the failed move goes with its rows only (DB_ONLY).
     assert remove.remove(eng, cmd.temporary_disk_id).plan == "DB_ONLY"
@@ -76,12 +76,12 @@ def test_failed_destination_deletion_is_recorded_then_cleaned_up(world) -> None:
     eng = world.engine()
     cmd = eng.run(eng.start(world.disk("vm1-data"), world.domain("D")))
     assert cmd.stage == Stage.ENDED_FAILURE
-    pending = world.rows("SELECT * FROM storage_deletions")
-    assert [(p["kind"], str(p["storage_domain_id"]), p["attempts"]) for p in pending] == [
-        ("PARTIAL_COPY", d, 1)]
+    pending = world.rows("SELECT * FROM image_groups_to_be_deleted")
+    assert [(p["reason"], str(p["storage_domain_id"]), p["attempts"]) for p in pending] == [
+        ("MOVE_FAILED", d, 1)]
     assert 2026 in [r["log_type"] for r in world.rows("SELECT log_type FROM audit_log")]
     world.check()
     report = cleanup.run(eng, due_only=False)
     assert len(report.done) == 1 and not report.failed
-    assert world.rows("SELECT count(*) AS n FROM storage_deletions")[0]["n"] == 0
+    assert world.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
     world.check()
