@@ -13,6 +13,8 @@ import pytest
 from cli_runner import run_cli
 from psycopg import sql
 
+from movedisk.cli import main
+
 
 def dump(world) -> dict[str, list[str]]:
     """Every row of every table of the package, to prove a refusal changed nothing."""
@@ -84,34 +86,45 @@ def _set_up_refusals(world) -> dict[str, tuple[list[str], int, str]]:
     }
 
 
-def test_every_refusal_is_one_line_with_its_exit_code_and_changes_nothing(world) -> None:
+def in_process(world, monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
+    """``movedisk ARGV`` through the command line's own entry point, in this process (argument
+    parsing, error mapping and exit codes as a user gets them, without a process start)."""
+    for k, v in world.cli_env().items():
+        monkeypatch.setenv(k, v)
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_every_refusal_is_one_line_with_its_exit_code_and_changes_nothing(
+        world, monkeypatch, capsys) -> None:
     cases = _set_up_refusals(world)
-    env = world.cli_env()
     before = dump(world)
     files = sorted(p.relative_to(world.root) for p in (world.root / "domains").rglob("*"))
     for name, (argv, code, words) in cases.items():
-        res = run_cli(*argv, "--no-recover", env=env)
-        lines = res.stderr.strip().splitlines()
-        assert res.returncode == code, (name, res.returncode, res.stderr)
+        got, _, err = in_process(world, monkeypatch, capsys, *argv, "--no-recover")
+        lines = err.strip().splitlines()
+        assert got == code, (name, got, err)
         assert len(lines) == 1 and lines[0].startswith("movedisk: ") and words in lines[0], (name, lines)
         assert dump(world) == before, name
-    res = run_cli("--json", "move", "not-a-disk", "--to", "D", env=env)
-    assert json.loads(res.stdout)["code"] == "MD004"
+    # One of them as a separate process, as a user runs it, and with --json.
+    res = run_cli("--json", "move", "not-a-disk", "--to", "D", env=world.cli_env())
+    assert res.returncode == 6 and json.loads(res.stdout)["code"] == "MD004"
     assert sorted(p.relative_to(world.root) for p in (world.root / "domains").rglob("*")) == files
 
 
-def test_moving_a_moving_disk_or_a_temporary_disk_and_removing_a_locked_one_are_refused(world) -> None:
+def test_moving_a_moving_disk_or_a_temporary_disk_and_removing_a_locked_one_are_refused(
+        world, monkeypatch, capsys) -> None:
     eng = world.engine()
     cmd = eng.start(world.disk("vm1-data"), world.domain("D"))  # phase 1 only: LOCKED
-    env = world.cli_env()
     before = dump(world)
     for argv, code, words in (
         (["move", str(world.disk("vm1-data")), "--to", str(world.domain("E"))], 5, "locked"),
         (["move", str(cmd.temporary_disk_id), "--to", str(world.domain("D"))], 5, "temporary"),
         (["remove", str(cmd.temporary_disk_id)], 5, "LOCKED"),
     ):
-        res = run_cli(*argv, "--no-recover", env=env)
-        assert res.returncode == code and words in res.stderr, (argv, res.stderr)
+        got, _, err = in_process(world, monkeypatch, capsys, *argv, "--no-recover")
+        assert got == code and words in err, (argv, err)
         assert dump(world) == before
     eng.run(cmd)
     world.check()
