@@ -1,4 +1,4 @@
-"""Subcommands about the database: ``db start|stop|status|dsn``, ``deploy``, ``demo``."""
+"""Subcommands about the database: ``db start|stop|status|dsn``, ``deploy`` (``demo`` is in cli_move)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from . import deploy as deploy_mod
 from .cli import common_options, emit
-from .db import connect, resolve_dsn
+from .db import connect
 from .pgserver import EmbeddedCluster
 
 
@@ -33,12 +33,6 @@ def register(sub: Any) -> None:
         "(exit 0 when up to date, 1 otherwise)",
     )
     p.set_defaults(handler=_deploy)
-
-    p = common_options(
-        sub.add_parser("demo", help="start the embedded cluster, deploy, and show what is there"),
-        dsn=True,
-    )
-    p.set_defaults(handler=_demo)
 
 
 def _db_start(args: argparse.Namespace) -> int:
@@ -124,34 +118,3 @@ def _check_text(r: dict[str, Any]) -> str:
     lines += [f"  applied but missing from sql/upgrade/: {p}" for p in r.get("missing", [])]
     lines += [f"  drift: {c}" for c in r.get("changes", [])]
     return "\n".join(lines)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    dsn = resolve_dsn(args.dsn)
-    with connect(dsn) as conn:
-        report = deploy_mod.deploy(conn)
-        snapshot = deploy_mod.catalog_snapshot(conn)
-    tables = sorted(n for (k, n), v in snapshot.items() if k == "relation" and v[:1] == "r")
-    views = sorted(n for (k, n), v in snapshot.items() if k == "relation" and v[:1] == "v")
-    result = {
-        "dsn": dsn,
-        "psql": f'psql "{dsn}"',
-        "deploy": report.to_json(),
-        "tables": tables,
-        "views": views,
-        "functions": report.functions,
-    }
-
-    def human(r: dict[str, Any]) -> str:
-        return "\n".join(
-            [
-                _describe(report),
-                f"tables ({len(tables)}): " + ", ".join(tables),
-                f"views ({len(views)}): " + ", ".join(views),
-                "connect with:",
-                f"  {r['psql']}",
-            ]
-        )
-
-    emit(args, result, human)
-    return 0

@@ -60,11 +60,9 @@ def test_unreachable_database_is_one_line_and_non_zero() -> None:
 def test_embedded_cluster_life_cycle(tmp_path: Path) -> None:
     env = {"MOVEDISK_HOME": str(tmp_path / "home")}
     try:
-        res = run("demo", env=env)
+        res = run("deploy", env=env)  # starts the embedded cluster, then deploys
         assert res.returncode == 0, res.stderr
         assert "fresh install" in res.stdout
-        psql_line = res.stdout.strip().splitlines()[-1].strip()
-        assert psql_line.startswith('psql "host=')
         dsn = json.loads(run("db", "dsn", "--json", env=env).stdout)["dsn"]
         with psycopg.connect(dsn) as conn:
             assert recorded_upgrades(conn) == UPGRADES
@@ -72,7 +70,7 @@ def test_embedded_cluster_life_cycle(tmp_path: Path) -> None:
         assert status["running"] is True
         # Only the server's account (and root) can reach its socket: no TCP port.
         assert "host=/" in dsn
-        res = run("demo", env=env)  # a second demo re-deploys into the same database
+        res = run("deploy", env=env)  # a second deploy re-applies into the same database
         assert res.returncode == 0 and "schema up to date" in res.stdout
         assert run("db", "stop", env=env).returncode == 0
         assert run("db", "status", env=env).returncode == 1

@@ -1,0 +1,212 @@
+"""``movedisk inventory FILE``: data centers, storage domains, templates, VMs and disks (with
+snapshot chains, and disks based on a template's disk) created on the database, through the
+package's Insert* functions, and on the storage agent (Sim.createDomain, Sim.createImage) at
+once. The database side is one transaction, committed only once the agent made everything.
+
+The file (JSON; sizes are bytes or strings like "8M", "1G"; ids default to stable uuid5s of
+the names, so that the same file gives the same ids)::
+
+    {"data_centers": [{
+        "name": "dc1",
+        "domains": [{"name": "sd1", "capacity": "1G"}, {"name": "sd2", "status": "active"}],
+        "templates": [{"name": "tpl", "domain": "sd1",
+                       "disks": [{"alias": "tpl-os", "size": "16M", "data": "4M"}]}],
+        "vms": [{"name": "vm1", "template": "tpl",
+                 "disks": [{"alias": "vm1-os", "domain": "sd1", "template_disk": "tpl-os",
+                            "size": "16M", "data": "1M", "snapshots": 2},
+                           {"alias": "vm1-data", "domain": "sd1", "size": "8M", "data": "2M",
+                            "wipe_after_delete": true}]}]
+    }]}
+
+A disk has ``snapshots`` + 1 volumes (base first); with ``template_disk`` its base volume's
+parent is that template disk's volume (the template must be on the same domain).
+``status`` of a domain: active (default), maintenance, inactive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .agent import SimControl
+from .agent.layout import BLANK_UUID
+from .db import call
+from .errors import MovediskError
+
+_SALT = ""
+NAMESPACE = uuid.UUID("6f1d6b35-7c1e-4f4e-9a55-6d6f76656469")
+ZERO = uuid.UUID(int=0)
+DOMAIN_STATUS = {"active": 3, "maintenance": 6, "inactive": 4}
+GB = 1 << 30
+
+
+class InventoryError(MovediskError):
+    """The inventory file is not valid (nothing was created)."""
+
+    code = "MD110"
+    exit_code = 16
+
+
+def size_of(value: Any, what: str) -> int:
+    if isinstance(value, int) and value >= 0:
+        return value
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", str(value), re.I)
+    if not m:
+        raise InventoryError(f"{what}: not a size: {value!r}")
+    return int(m.group(1)) << (10 * " KMGT".index(m.group(2).upper() or " "))
+
+
+def id_of(item: dict[str, Any], kind: str, name: str, salt: str = "") -> uuid.UUID:
+    if item.get("id"):
+        try:
+            return uuid.UUID(str(item["id"]))
+        except ValueError:
+            raise InventoryError(f"{kind} {name}: id {item['id']!r} is not a UUID") from None
+    return uuid.uuid5(NAMESPACE, f"{salt or _SALT}{kind}:{name}")
+
+
+@dataclass
+class Made:
+    data_centers: dict[str, str] = field(default_factory=dict)
+    domains: dict[str, str] = field(default_factory=dict)
+    templates: dict[str, str] = field(default_factory=dict)
+    vms: dict[str, str] = field(default_factory=dict)
+    disks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data_centers": self.data_centers, "domains": self.domains,
+                "templates": self.templates, "vms": self.vms, "disks": self.disks}
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InventoryError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InventoryError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data_centers"), list):
+        raise InventoryError(f"{path}: expected an object with a list 'data_centers'")
+    return data
+
+
+def build(conn: psycopg.Connection[Any], sim: SimControl, spec: dict[str, Any],
+          salt: str = "") -> Made:
+    """Create everything in ``spec`` on the database (one transaction) and on the agent.
+    ``salt`` varies the ids derived from names (tests build the same file many times)."""
+    global _SALT
+    _SALT = salt
+    made = Made()
+    with conn.transaction():
+        for dc in spec["data_centers"]:
+            _data_center(conn, sim, dc, made)
+    return made
+
+
+def _data_center(conn: psycopg.Connection[Any], sim: SimControl, dc: dict[str, Any], made: Made) -> None:
+    name = str(dc.get("name") or "")
+    if not name:
+        raise InventoryError("a data center needs a name")
+    sp = id_of(dc, "dc", name)
+    call(conn, "Insertstorage_pool", "", "", sp, name, 1, False, 1, None, "4.7", 0, True)
+    made.data_centers[name] = str(sp)
+    domains: dict[str, uuid.UUID] = {}
+    for d in dc.get("domains", []):
+        dname = str(d.get("name") or "")
+        if not dname:
+            raise InventoryError(f"data center {name}: a domain needs a name")
+        sd = id_of(d, "sd", dname)
+        capacity = size_of(d.get("capacity", "1G"), f"domain {dname} capacity")
+        status = DOMAIN_STATUS.get(str(d.get("status", "active")))
+        if status is None:
+            raise InventoryError(f"domain {dname}: status must be one of {sorted(DOMAIN_STATUS)}")
+        call(conn, "Insertstorage_domain_static", sd, f"/rhev/data-center/{sp}/{sd}", dname, "", "",
+             1, 1, "5", 0, False, False, None, None, 10, 5, 0, False, 512)
+        call(conn, "Insertstorage_domain_dynamic", max(1, capacity // GB), sd, 0)
+        call(conn, "Insertstorage_pool_iso_map", sd, sp, status)
+        sim.create_domain(str(sd), str(sp), capacity, description=dname)
+        domains[dname] = sd
+        made.domains[dname] = str(sd)
+    template_vols: dict[str, tuple[uuid.UUID, str, int]] = {}  # template disk alias -> (vol, sd, size)
+    for t in dc.get("templates", []):
+        tname = str(t.get("name") or "")
+        tid = id_of(t, "template", tname)
+        call(conn, "InsertVmTemplate", None, "", "", 1024, tname, 0, tid, None, 0, None, "TEMPLATE",
+             None)
+        made.templates[tname] = str(tid)
+        for disk in t.get("disks", []):
+            disk = {**disk, "domain": disk.get("domain", t.get("domain")), "snapshots": 0}
+            vols = _disk(conn, sim, disk, domains, template_vols, tid, made)
+            template_vols[str(disk["alias"])] = (vols[0], str(disk["domain"]),
+                                                 size_of(disk.get("size", "16M"), "size"))
+    for vm in dc.get("vms", []):
+        vname = str(vm.get("name") or "")
+        vid = id_of(vm, "vm", vname)
+        tmpl = vm.get("template")
+        vmt = uuid.UUID(made.templates[tmpl]) if tmpl else ZERO
+        if tmpl and tmpl not in made.templates:
+            raise InventoryError(f"vm {vname}: unknown template {tmpl!r}")
+        call(conn, "InsertVmStatic", "", "", 1024, 0, None, vid, vname, vmt, None, None, None)
+        made.vms[vname] = str(vid)
+        for disk in vm.get("disks", []):
+            _disk(conn, sim, disk, domains, template_vols, vid, made)
+
+
+def _disk(conn: psycopg.Connection[Any], sim: SimControl, disk: dict[str, Any],
+          domains: dict[str, uuid.UUID], template_vols: dict[str, tuple[uuid.UUID, str, int]],
+          owner_id: uuid.UUID, made: Made) -> list[uuid.UUID]:
+    alias = str(disk.get("alias") or "")
+    if not alias:
+        raise InventoryError("a disk needs an alias")
+    dom = disk.get("domain")
+    if dom not in domains:
+        raise InventoryError(f"disk {alias}: unknown domain {dom!r}")
+    sd = domains[dom]
+    size = size_of(disk.get("size", "16M"), f"disk {alias} size")
+    data = size_of(disk.get("data", "1M"), f"disk {alias} data")
+    if data > size:
+        raise InventoryError(f"disk {alias}: data ({data}) is larger than its size ({size})")
+    disk_id = id_of(disk, "disk", alias)
+    parent, it_guid = ZERO, ZERO
+    base = disk.get("template_disk")
+    if base:
+        if base not in template_vols:
+            raise InventoryError(f"disk {alias}: unknown template disk {base!r}")
+        parent, tsd, size = template_vols[base][0], template_vols[base][1], template_vols[base][2]
+        it_guid = parent
+        if tsd != dom:
+            raise InventoryError(f"disk {alias}: template disk {base} is on {tsd}, not on {dom}")
+    wipe = bool(disk.get("wipe_after_delete", False))
+    call(conn, "InsertBaseDisk", disk_id, wipe, "Off", alias, "", False, None, 0, None, 0, "None",
+         None)
+    count = int(disk.get("snapshots", 0)) + 1
+    vols = [uuid.uuid5(disk_id, f"volume:{i}") for i in range(count)]
+    seed = int(disk_id.int % 100000)
+    agent_vols = []
+    prev = parent
+    for i, vol in enumerate(vols):
+        chunk = data if i == 0 else max(4096, data // 4)
+        chunk = min(chunk, size)
+        now = datetime.now(timezone.utc)
+        call(conn, "InsertImage", now, vol, it_guid, size, prev, 1, now, None, 2,
+             5 if prev == ZERO else 4, disk_id, i == count - 1, 0 if i == count - 1 else 1, i + 1)
+        call(conn, "Insertdisk_image_dynamic", vol, 0, 0, 0, 0, chunk, None, None, None)
+        call(conn, "Insertimage_storage_domain_map", vol, sd, None, None)
+        offset = (i * 65536) % max(1, size - chunk + 1)
+        offset -= offset % 4096
+        agent_vols.append({"volUUID": str(vol), "size": size, "extents": [[offset, chunk]],
+                           "seed": seed + i})
+        prev = vol
+    call(conn, "InsertVmDevice", disk_id, owner_id, "disk", "disk", "", "", True, True, False, "", "",
+         None, None, None)
+    sim.create_image(str(sd), str(disk_id), agent_vols,
+                     parent=str(parent) if parent != ZERO else BLANK_UUID)
+    made.disks[alias] = {"id": str(disk_id), "domain": str(sd), "volumes": [str(v) for v in vols]}
+    return vols
