@@ -150,16 +150,18 @@ BEGIN
         u.leftover_bytes,
         u.in_flight_bytes,
         u.volumes,
-        (
-            SELECT count(DISTINCT li.image_group_id)
-            FROM storage_usage_items_view AS li
-            WHERE li.storage_domain_id = s.id AND li.usage_kind = 'LEFTOVER'
-        )
+        coalesce(lo.disks, 0)
     FROM storage_domain_static AS s
     LEFT JOIN storage_domain_dynamic AS dyn ON s.id = dyn.id
     LEFT JOIN storage_pool_iso_map AS p ON s.id = p.storage_id
     LEFT JOIN storage_pool AS sp ON p.storage_pool_id = sp.id
     LEFT JOIN storage_domain_usage_view AS u ON s.id = u.storage_domain_id
+    LEFT JOIN (
+        SELECT li.storage_domain_id, count(DISTINCT li.image_group_id) AS disks
+        FROM storage_usage_items_view AS li
+        WHERE li.usage_kind = 'LEFTOVER'
+        GROUP BY li.storage_domain_id
+    ) AS lo ON s.id = lo.storage_domain_id
     ORDER BY s.storage_name, s.id, sp.name;
 END;
 $procedure$;
