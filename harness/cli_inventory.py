@@ -139,6 +139,8 @@ def disk_rows(conn: psycopg.Connection[Any], temporary: bool | None = None) -> l
             "actual_size": r["actual_size"],
             "wipe_after_delete": r["wipe_after_delete"],
             "vms": list(r["vm_names"] or []),
+            "template": None if r["template_disk_id"] is None else {
+                "disk_id": str(r["template_disk_id"]), "alias": r["template_alias"]},
             "temporary": r["is_temporary"],
             "source": None if not r["is_temporary"] else {
                 "disk_id": _uuid_text(r["src_image_group_id"]),
@@ -161,8 +163,10 @@ def _disks_text(rows: list[dict[str, Any]]) -> str:
         src = r["source"]
         source = ""
         if src:
-            source = (f"{src['disk_id']} {src['from_domain_name']} -> {src['to_domain_name']} "
-                      f"{src['state']}")
+            source = (f"move of {src['disk_id']} {src['from_domain_name']} -> "
+                      f"{src['to_domain_name']} {src['state']}")
+        elif r["template"]:
+            source = f"template {r['template']['alias'] or r['template']['disk_id']}"
         table.append([
             r["disk_id"], r["alias"] or "", r["status"],
             ",".join(d["name"] for d in r["domains"]) or "-",

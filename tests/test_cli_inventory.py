@@ -135,9 +135,12 @@ def test_disks_lists_each_disk_with_status_domain_size_and_vms(world: World) -> 
         "disk_id": str(world.disks["d1"].id), "alias": "web1_disk1", "status": "OK", "volumes": 2,
         "domains": [{"id": str(world.src), "name": "nfs-a"}], "domain_id": str(world.src),
         "domain_name": "nfs-a", "storage_pool_id": str(world.pool.id), "size": MIB,
-        "actual_size": 2 * GIB, "wipe_after_delete": False, "vms": ["web1"],
+        "actual_size": 2 * GIB, "wipe_after_delete": False, "vms": ["web1"], "template": None,
         "temporary": False, "source": None,
     }
+    based = next(r for r in rows if r["alias"] == "web2_disk1")
+    assert based["template"] == {"disk_id": str(world.disks["tmpl"].disk_id), "alias": "tmpl_base"}
+    assert next(line for line in lines if "web2_disk1" in line).endswith("no         template tmpl_base")
     assert world.json("disks", "--temporary") == []
     assert len(world.json("disks", "--no-temporary")) == 3
 

@@ -5,8 +5,8 @@
 -- volume is no longer mapped there (after phase 3); before that the data on the source domain
 -- is the live original (the rule of storage_usage_items_view and GetImageToBeDeletedRemovalPlan).
 
--- GetDisksForListing: one row per disk with its status, placement, size, VMs and, for a
--- temporary disk, the move it belongs to; v_temporary TRUE gives only temporary disks, FALSE
+-- GetDisksForListing: one row per disk with its status, placement, size, VMs, the template disk
+-- it is based on and, for a temporary disk, the move it belongs to; v_temporary TRUE gives only temporary disks, FALSE
 -- none of them, NULL every disk.
 CREATE OR REPLACE FUNCTION GetDisksForListing(v_temporary BOOLEAN DEFAULT NULL)
 RETURNS TABLE (
@@ -21,6 +21,8 @@ RETURNS TABLE (
     actual_size BIGINT,
     wipe_after_delete BOOLEAN,
     vm_names TEXT[],
+    template_disk_id UUID,
+    template_alias VARCHAR(255),
     is_temporary BOOLEAN,
     src_image_group_id UUID,
     src_storage UUID,
@@ -47,6 +49,8 @@ BEGIN
         vols.actual,
         b.wipe_after_delete,
         vms.names,
+        tmpl.image_group_id,
+        tmpl_disk.disk_alias,
         (t.image_id IS NOT NULL),
         t.src_image_group_id,
         t.src_storage,
@@ -101,6 +105,15 @@ BEGIN
         ORDER BY ti.active DESC, tb.image_id
         LIMIT 1
     ) AS t ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT ti.image_group_id
+        FROM images AS i
+        INNER JOIN images AS ti ON i.it_guid = ti.image_guid
+        WHERE i.image_group_id = b.disk_id
+          AND i.it_guid <> '00000000-0000-0000-0000-000000000000'::UUID
+        LIMIT 1
+    ) AS tmpl ON TRUE
+    LEFT JOIN base_disks AS tmpl_disk ON tmpl.image_group_id = tmpl_disk.disk_id
     LEFT JOIN storage_domain_static AS src_sd ON t.src_storage = src_sd.id
     LEFT JOIN storage_domain_static AS dest_sd ON t.dest_storage = dest_sd.id
     WHERE v_temporary IS NULL OR (t.image_id IS NOT NULL) = v_temporary
