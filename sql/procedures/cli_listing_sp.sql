@@ -6,8 +6,8 @@
 -- is the live original (the rule of storage_usage_items_view and GetImageToBeDeletedRemovalPlan).
 
 -- GetDisksForListing: one row per disk with its status, placement, size, VMs, the template disk
--- it is based on and, for a temporary disk, the move it belongs to; v_temporary TRUE gives only temporary disks, FALSE
--- none of them, NULL every disk.
+-- it is based on and, for a temporary disk, the move it belongs to; v_temporary TRUE gives only
+-- temporary disks, FALSE none of them, NULL every disk.
 CREATE OR REPLACE FUNCTION GetDisksForListing(v_temporary BOOLEAN DEFAULT NULL)
 RETURNS TABLE (
     disk_id UUID,
