@@ -5,8 +5,8 @@ transaction, so it works against a streaming replica and as ``movedisk_dba``. Th
 part reads what the storage agent holds from its files (as ``movedisk agent ls`` does,
 whether the agent runs or not) and compares it with ``GetExpectedVolumesOnStorage()``:
 
-- ``volume_unknown`` (error): a volume on a domain that no disk, leftover or move accounts
-  for (invariant I2: nothing untracked);
+- ``volume_unknown`` (error): a volume on a domain that no disk, leftover, move or pending
+  deletion (``image_groups_to_be_deleted``) accounts for (invariant I2: nothing untracked);
 - ``volume_missing`` (error): a disk's volume mapped to a domain that does not hold it (I1);
 - ``volume_corrupt`` (error): a disk's volume whose data no longer matches its checksum, whose
   data file is gone or that the storage marks ILLEGAL (I1);
@@ -83,8 +83,8 @@ def database_findings(conn: psycopg.Connection[Any], leftover_age: str | None = 
 class Expected:
     storage_domain_id: str
     image_group_id: str
-    image_id: str
-    kind: str  # DISK, LEFTOVER or MOVE_COPY
+    image_id: str | None  # None: the whole image group (PENDING_DELETION)
+    kind: str  # DISK, LEFTOVER, MOVE_COPY or PENDING_DELETION
     disk_alias: str
     temporary_image_id: str | None
 
@@ -95,7 +95,7 @@ def expected_volumes(conn: psycopg.Connection[Any]) -> list[Expected]:
         Expected(
             storage_domain_id=str(r["storage_domain_id"]),
             image_group_id=str(r["image_group_id"]),
-            image_id=str(r["image_id"]),
+            image_id=str(r["image_id"]) if r["image_id"] is not None else None,
             kind=r["kind"],
             disk_alias=r["disk_alias"] or "",
             temporary_image_id=str(r["temporary_image_id"]) if r["temporary_image_id"] else None,
@@ -155,7 +155,10 @@ def compare(expected: list[Expected], storage: StorageView) -> list[Finding]:
     """Findings of the database's expectations against what the storage holds."""
     out: list[Finding] = []
     known = {(e.storage_domain_id, e.image_group_id, e.image_id) for e in expected}
+    groups = {(e.storage_domain_id, e.image_group_id) for e in expected if e.image_id is None}
     for e in expected:
+        if e.image_id is None:
+            continue  # a pending deletion: whatever of the image group is left may be there
         key = (e.storage_domain_id, e.image_group_id, e.image_id)
         stored = storage.volumes.get(key)
         what = f"volume {e.image_id} of disk {e.image_group_id} ({e.disk_alias or 'no alias'})"
@@ -182,7 +185,7 @@ def compare(expected: list[Expected], storage: StorageView) -> list[Finding]:
                 f"the leftover {what} on domain {e.storage_domain_id} is recorded (temporary "
                 f"image {e.temporary_image_id}) but the domain no longer holds it"))
     for key, v in sorted(storage.volumes.items()):
-        if key not in known:
+        if key not in known and key[:2] not in groups:
             out.append(_vol_finding(
                 "volume_unknown", "error", v.image_id, v.image_group_id, v.storage_domain_id,
                 f"volume {v.image_id} of image group {v.image_group_id} on domain "
@@ -199,7 +202,7 @@ def storage_findings(conn: psycopg.Connection[Any], root: str | Path,
     """
     before = expected_volumes(conn)
     _end_transaction(conn)
-    disks = {(e.storage_domain_id, e.image_group_id, e.image_id) for e in before
+    disks = {(e.storage_domain_id, e.image_group_id, e.image_id or "") for e in before
              if e.kind == "DISK"}
     storage = read_storage(root, checksums=checksums, only=disks)
     after = expected_volumes(conn)

@@ -308,7 +308,7 @@ def test_a_move_seen_through_disks_domains_and_verify(world: World) -> None:
     # the copy on D of a move that has not switched is accounted for, whole or partial
     task = world.client.move_image(sp, str(src), str(dst), str(d1.id), COPY, tag="t1")
     assert world.client.wait_task(task)["code"] == 0
-    assert storage_findings(world, expect=1) == []  # (the LOCKED disk has no command: a db finding)
+    assert world.json("verify")["ok"] is True
     world.sql("SELECT UpdateImageGroupStorageDomain(%s, %s, %s)", (d1.id, src, dst))
     world.sql("SELECT MarkTemporaryDiskIllegal(%s)", (tmp,))
     [t] = world.json("disks", "--temporary")
@@ -332,6 +332,40 @@ def test_a_move_seen_through_disks_domains_and_verify(world: World) -> None:
     task = world.client.delete_image(sp, str(dst), str(d1.id))
     assert world.client.wait_task(task)["code"] == 0
     world.sql("SELECT RemoveTemporaryDisk(%s, TRUE)", (rows[0]["temporary_disk_id"],))
+    assert world.json("verify")["ok"] is True
+
+
+def test_a_failed_move_leaves_a_partial_copy_that_stays_tracked(world: World) -> None:
+    """End with failure: the copy on D is a pending deletion (MOVE_FAILED); it stays accounted
+    for after the temporary disk's rows go (DB_ONLY), until the agent deletes it and the
+    deletion is confirmed."""
+    d1, src, dst, sp = world.disks["d1"], world.src, world.dst, str(world.pool.id)
+    rows = world.sql("SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s)", (d1.id, src, dst))
+    tmp = rows[0]["temporary_disk_id"]
+    task = world.client.move_image(sp, str(src), str(dst), str(d1.id), COPY, tag="f1")
+    assert world.client.wait_task(task)["code"] == 0
+    world.sql("SELECT MarkTemporaryDiskIllegal(%s, TRUE)", (tmp,))
+    [t] = world.json("disks", "--temporary")
+    assert (t["status"], t["source"]["state"]) == ("ILLEGAL", "ORIGINAL_ON_SOURCE")
+    pending = world.sql("SELECT reason FROM GetImageGroupsToBeDeletedByImageGroupId(%s)", (d1.id,))
+    assert [p["reason"] for p in pending] == ["MOVE_FAILED"]
+    assert world.json("verify")["ok"] is True
+    world.sql("SELECT RemoveTemporaryDisk(%s)", (tmp,))  # DB_ONLY: the original is live on S
+    assert world.json("disks", "--temporary") == []
+    assert world.json("verify")["ok"] is True  # the copy on D: a pending deletion
+    task = world.client.delete_image(sp, str(dst), str(d1.id))
+    assert world.client.wait_task(task)["code"] == 0
+    assert world.json("verify")["ok"] is True  # deleted, not yet confirmed: nothing wrong
+    assert world.sql("SELECT ConfirmImageGroupDeleted(%s, %s) AS n", (d1.id, dst)) == [{"n": 1}]
+    assert world.json("verify")["ok"] is True
+    # and had the pending deletion been lost, the copy on D would be nobody's
+    task = world.client.move_image(sp, str(src), str(dst), str(d1.id), COPY, tag="f2")
+    assert world.client.wait_task(task)["code"] == 0
+    found = storage_findings(world, expect=1)
+    assert {(f["check_name"], f["entity_id"]) for f in found} == {
+        ("volume_unknown", str(v)) for v in d1.images}
+    task = world.client.delete_image(sp, str(dst), str(d1.id))
+    assert world.client.wait_task(task)["code"] == 0
     assert world.json("verify")["ok"] is True
 
 

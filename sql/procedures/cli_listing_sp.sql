@@ -1,9 +1,9 @@
 -- Read-only listings behind the operator's command line (movedisk disks, domains, verify).
 -- STABLE functions that change nothing: they run on a primary, on a streaming replica, or in a
 -- read-only transaction, as movedisk_dba or movedisk_engine.
--- A temporary (To_Be_Deleted) volume stands for a leftover on its source domain once the source
--- volume is no longer mapped there (after phase 3); before that the data on the source domain
--- is the live original (the rule of storage_usage_items_view and GetImageToBeDeletedRemovalPlan).
+-- A temporary (To_Be_Deleted) disk stands for a leftover on its source domain once the source
+-- disk is no longer live there (IsImageGroupOnStorageDomain: after phase 3); before that the data
+-- on the source domain is the live original (as GetImageToBeDeletedRemovalPlan decides).
 
 -- GetDisksForListing: one row per disk with its status, placement, size, VMs, the template disk
 -- it is based on and, for a temporary disk, the move it belongs to; v_temporary TRUE gives only
@@ -60,10 +60,8 @@ BEGIN
         CASE
             WHEN t.image_id IS NULL THEN NULL
             WHEN leaf.imagestatus = 2 THEN 'MOVE_IN_PROGRESS'
-            WHEN EXISTS (
-                SELECT 1 FROM image_storage_domain_map AS sm
-                WHERE sm.image_id = t.src_image_id AND sm.storage_domain_id = t.src_storage
-            ) THEN 'ORIGINAL_ON_SOURCE'
+            WHEN IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
+                THEN 'ORIGINAL_ON_SOURCE'
             ELSE 'LEFTOVER_ON_SOURCE'
         END,
         coalesce(t._create_date, leaf.creation_date)
@@ -180,11 +178,13 @@ END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION GetStorageDomainsForListing() TO movedisk_dba;
 
--- GetExpectedVolumesOnStorage: what the database says each storage domain holds, volume by
--- volume, for a comparison with the storage: DISK (a volume of a disk mapped there: must exist,
--- intact), LEFTOVER (the source copy of a moved disk recorded in images_to_be_deleted: should
--- exist until its deletion is confirmed) and MOVE_COPY (the destination copy of a move that has
--- not switched: may exist, partly or whole).
+-- GetExpectedVolumesOnStorage: what the database says each storage domain holds, for a
+-- comparison with the storage: DISK (a volume of a disk mapped there: must exist, intact),
+-- LEFTOVER (the source copy of a moved disk recorded in images_to_be_deleted: should exist until
+-- its deletion is confirmed), MOVE_COPY (the destination copy of a move that has not switched:
+-- may exist, partly or whole) and PENDING_DELETION (a whole image group the agent still has to
+-- delete there, image_groups_to_be_deleted: may exist; image_id is NULL). "G is live on a
+-- domain" is IsImageGroupOnStorageDomain, as everywhere in the package.
 CREATE OR REPLACE FUNCTION GetExpectedVolumesOnStorage()
 RETURNS TABLE (
     storage_domain_id UUID,
@@ -220,10 +220,7 @@ BEGIN
         t.image_id
     FROM images_to_be_deleted AS t
     LEFT JOIN base_disks AS b ON t.src_image_group_id = b.disk_id
-    WHERE NOT EXISTS (
-        SELECT 1 FROM image_storage_domain_map AS sm
-        WHERE sm.image_id = t.src_image_id AND sm.storage_domain_id = t.src_storage
-    )
+    WHERE NOT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
     UNION ALL
     SELECT
         t.dest_storage,
@@ -234,10 +231,18 @@ BEGIN
         t.image_id
     FROM images_to_be_deleted AS t
     LEFT JOIN base_disks AS b ON t.src_image_group_id = b.disk_id
-    WHERE NOT EXISTS (
-        SELECT 1 FROM image_storage_domain_map AS dm
-        WHERE dm.image_id = t.src_image_id AND dm.storage_domain_id = t.dest_storage
-    )
+    WHERE NOT IsImageGroupOnStorageDomain(t.src_image_group_id, t.dest_storage)
+    UNION ALL
+    SELECT
+        g.storage_domain_id,
+        g.image_group_id,
+        NULL::UUID,
+        'PENDING_DELETION'::TEXT,
+        b.disk_alias,
+        NULL::UUID
+    FROM image_groups_to_be_deleted AS g
+    LEFT JOIN base_disks AS b ON g.image_group_id = b.disk_id
+    WHERE NOT IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
     ORDER BY 1, 2, 3, 4;
 END;
 $procedure$;
