@@ -246,9 +246,14 @@ def test_verify_reports_a_mapped_volume_missing_from_its_domain(world: World) ->
 def test_verify_reports_a_corrupt_volume_by_its_checksum(world: World) -> None:
     d1 = world.disks["d1"]
     path = world.volume(world.src, d1.id, d1.images[0])
+    # flip the file's last non-zero byte: guest data in a raw volume and in a qcow2 one
+    # (whose data clusters follow its header and tables), never only a header byte
+    data = path.read_bytes()
+    at = len(data.rstrip(b"\0")) - 1
+    assert at > 0
+    original = data[at:at + 1]
     with open(path, "r+b") as f:
-        original = f.read(1)
-        f.seek(0)
+        f.seek(at)
         f.write(bytes([original[0] ^ 0xFF]))
     try:
         found = storage_findings(world, expect=1)
@@ -259,6 +264,7 @@ def test_verify_reports_a_corrupt_volume_by_its_checksum(world: World) -> None:
         assert world.json("verify", "--no-checksums")["ok"] is True
     finally:
         with open(path, "r+b") as f:
+            f.seek(at)
             f.write(original)
     assert world.json("verify")["ok"] is True
 
