@@ -60,23 +60,23 @@ BEGIN
         CASE
             WHEN t.image_id IS NULL THEN NULL
             WHEN leaf.imagestatus = 2 THEN 'MOVE_IN_PROGRESS'
-            WHEN IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
+            WHEN public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
                 THEN 'ORIGINAL_ON_SOURCE'
             ELSE 'LEFTOVER_ON_SOURCE'
         END,
         coalesce(t._create_date, leaf.creation_date)
-    FROM base_disks AS b
+    FROM public.base_disks AS b
     LEFT JOIN LATERAL (
         SELECT i.image_guid, i.imagestatus, i.size, i.creation_date
-        FROM images AS i
+        FROM public.images AS i
         WHERE i.image_group_id = b.disk_id
         ORDER BY i.active DESC, i.creation_date DESC, i.image_guid
         LIMIT 1
     ) AS leaf ON TRUE
     LEFT JOIN LATERAL (
         SELECT count(*)::INTEGER AS n, coalesce(sum(d.actual_size), 0)::BIGINT AS actual
-        FROM images AS i
-        LEFT JOIN disk_image_dynamic AS d ON i.image_guid = d.image_id
+        FROM public.images AS i
+        LEFT JOIN public.disk_image_dynamic AS d ON i.image_guid = d.image_id
         WHERE i.image_group_id = b.disk_id
     ) AS vols ON TRUE
     LEFT JOIN LATERAL (
@@ -84,36 +84,36 @@ BEGIN
             array_agg(m.storage_domain_id ORDER BY s.storage_name, m.storage_domain_id) AS ids,
             array_agg(s.storage_name::TEXT ORDER BY s.storage_name, m.storage_domain_id) AS names,
             min(p.storage_pool_id::TEXT)::UUID AS pool_id
-        FROM image_storage_domain_map AS m
-        INNER JOIN storage_domain_static AS s ON m.storage_domain_id = s.id
-        LEFT JOIN storage_pool_iso_map AS p ON m.storage_domain_id = p.storage_id
+        FROM public.image_storage_domain_map AS m
+        INNER JOIN public.storage_domain_static AS s ON m.storage_domain_id = s.id
+        LEFT JOIN public.storage_pool_iso_map AS p ON m.storage_domain_id = p.storage_id
         WHERE m.image_id = leaf.image_guid
     ) AS placement ON TRUE
     LEFT JOIN LATERAL (
         SELECT array_agg(v.vm_name::TEXT ORDER BY v.vm_name) AS names
-        FROM vm_device AS dev
-        INNER JOIN vm_static AS v ON dev.vm_id = v.vm_guid
+        FROM public.vm_device AS dev
+        INNER JOIN public.vm_static AS v ON dev.vm_id = v.vm_guid
         WHERE dev.device_id = b.disk_id AND dev.device = 'disk'
     ) AS vms ON TRUE
     LEFT JOIN LATERAL (
         SELECT tb.*
-        FROM images_to_be_deleted AS tb
-        INNER JOIN images AS ti ON tb.image_id = ti.image_guid
+        FROM public.images_to_be_deleted AS tb
+        INNER JOIN public.images AS ti ON tb.image_id = ti.image_guid
         WHERE ti.image_group_id = b.disk_id
         ORDER BY ti.active DESC, tb.image_id
         LIMIT 1
     ) AS t ON TRUE
     LEFT JOIN LATERAL (
         SELECT ti.image_group_id
-        FROM images AS i
-        INNER JOIN images AS ti ON i.it_guid = ti.image_guid
+        FROM public.images AS i
+        INNER JOIN public.images AS ti ON i.it_guid = ti.image_guid
         WHERE i.image_group_id = b.disk_id
           AND i.it_guid <> '00000000-0000-0000-0000-000000000000'::UUID
         LIMIT 1
     ) AS tmpl ON TRUE
-    LEFT JOIN base_disks AS tmpl_disk ON tmpl.image_group_id = tmpl_disk.disk_id
-    LEFT JOIN storage_domain_static AS src_sd ON t.src_storage = src_sd.id
-    LEFT JOIN storage_domain_static AS dest_sd ON t.dest_storage = dest_sd.id
+    LEFT JOIN public.base_disks AS tmpl_disk ON tmpl.image_group_id = tmpl_disk.disk_id
+    LEFT JOIN public.storage_domain_static AS src_sd ON t.src_storage = src_sd.id
+    LEFT JOIN public.storage_domain_static AS dest_sd ON t.dest_storage = dest_sd.id
     WHERE v_temporary IS NULL OR (t.image_id IS NOT NULL) = v_temporary
     ORDER BY b.disk_alias, b.disk_id;
 END;
@@ -162,14 +162,14 @@ BEGIN
         u.in_flight_bytes,
         u.volumes,
         coalesce(lo.disks, 0)
-    FROM storage_domain_static AS s
-    LEFT JOIN storage_domain_dynamic AS dyn ON s.id = dyn.id
-    LEFT JOIN storage_pool_iso_map AS p ON s.id = p.storage_id
-    LEFT JOIN storage_pool AS sp ON p.storage_pool_id = sp.id
-    LEFT JOIN storage_domain_usage_view AS u ON s.id = u.storage_domain_id
+    FROM public.storage_domain_static AS s
+    LEFT JOIN public.storage_domain_dynamic AS dyn ON s.id = dyn.id
+    LEFT JOIN public.storage_pool_iso_map AS p ON s.id = p.storage_id
+    LEFT JOIN public.storage_pool AS sp ON p.storage_pool_id = sp.id
+    LEFT JOIN public.storage_domain_usage_view AS u ON s.id = u.storage_domain_id
     LEFT JOIN (
         SELECT li.storage_domain_id, count(DISTINCT li.image_group_id) AS disks
-        FROM storage_usage_items_view AS li
+        FROM public.storage_usage_items_view AS li
         WHERE li.usage_kind = 'LEFTOVER'
         GROUP BY li.storage_domain_id
     ) AS lo ON s.id = lo.storage_domain_id
@@ -206,10 +206,10 @@ BEGIN
         'DISK'::TEXT,
         b.disk_alias,
         NULL::UUID
-    FROM image_storage_domain_map AS m
-    INNER JOIN images AS i ON m.image_id = i.image_guid
-    LEFT JOIN base_disks AS b ON i.image_group_id = b.disk_id
-    WHERE NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = m.image_id)
+    FROM public.image_storage_domain_map AS m
+    INNER JOIN public.images AS i ON m.image_id = i.image_guid
+    LEFT JOIN public.base_disks AS b ON i.image_group_id = b.disk_id
+    WHERE NOT EXISTS (SELECT 1 FROM public.images_to_be_deleted AS t WHERE t.image_id = m.image_id)
     UNION ALL
     SELECT
         t.src_storage,
@@ -218,9 +218,9 @@ BEGIN
         'LEFTOVER'::TEXT,
         b.disk_alias,
         t.image_id
-    FROM images_to_be_deleted AS t
-    LEFT JOIN base_disks AS b ON t.src_image_group_id = b.disk_id
-    WHERE NOT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
+    FROM public.images_to_be_deleted AS t
+    LEFT JOIN public.base_disks AS b ON t.src_image_group_id = b.disk_id
+    WHERE NOT public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
     UNION ALL
     SELECT
         t.dest_storage,
@@ -229,9 +229,9 @@ BEGIN
         'MOVE_COPY'::TEXT,
         b.disk_alias,
         t.image_id
-    FROM images_to_be_deleted AS t
-    LEFT JOIN base_disks AS b ON t.src_image_group_id = b.disk_id
-    WHERE NOT IsImageGroupOnStorageDomain(t.src_image_group_id, t.dest_storage)
+    FROM public.images_to_be_deleted AS t
+    LEFT JOIN public.base_disks AS b ON t.src_image_group_id = b.disk_id
+    WHERE NOT public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.dest_storage)
     UNION ALL
     SELECT
         g.storage_domain_id,
@@ -240,13 +240,13 @@ BEGIN
         'PENDING_DELETION'::TEXT,
         b.disk_alias,
         NULL::UUID
-    FROM image_groups_to_be_deleted AS g
-    LEFT JOIN base_disks AS b ON g.image_group_id = b.disk_id
-    WHERE NOT IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
+    FROM public.image_groups_to_be_deleted AS g
+    LEFT JOIN public.base_disks AS b ON g.image_group_id = b.disk_id
+    WHERE NOT public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
     ORDER BY 1, 2, 3, 4;
 END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION GetExpectedVolumesOnStorage() TO movedisk_dba;
 
 -- The DBA reads the audit log too (movedisk events as movedisk_dba, on a replica).
-GRANT EXECUTE ON FUNCTION GetAuditLogLaterThenDate(TIMESTAMP WITH TIME ZONE) TO movedisk_dba;
+GRANT EXECUTE ON FUNCTION public.GetAuditLogLaterThenDate(TIMESTAMP WITH TIME ZONE) TO movedisk_dba;
