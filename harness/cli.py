@@ -17,7 +17,9 @@ from typing import Any
 from .errors import MovediskError
 
 # Modules that add their own subcommands through ``register(subparsers)``.
-COMMAND_MODULES = ("movedisk.cli_db", "movedisk.agent.cli", "movedisk.cli_move")
+COMMAND_MODULES = (
+    "movedisk.cli_db", "movedisk.agent.cli", "movedisk.cli_move", "movedisk.cli_inventory",
+)
 
 Handler = Callable[[argparse.Namespace], Any]
 

@@ -1,4 +1,5 @@
-"""Subcommands about the database: ``db start|stop|status|dsn``, ``deploy`` (``demo`` is in cli_move)."""
+"""Subcommands about the database: ``db start|stop|status|dsn`` (the embedded cluster and its
+storage agent) and ``deploy`` (``demo`` is in cli_move)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from typing import Any
 
 from . import deploy as deploy_mod
+from . import embedded
 from .cli import common_options, emit
 from .db import connect
 from .pgserver import EmbeddedCluster
@@ -15,9 +17,9 @@ def register(sub: Any) -> None:
     db = sub.add_parser("db", help="the embedded PostgreSQL cluster (MOVEDISK_HOME)")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     for name, fn, text in (
-        ("start", _db_start, "initialize if needed and start the embedded cluster"),
-        ("stop", _db_stop, "stop the embedded cluster"),
-        ("status", _db_status, "where the embedded cluster lives and whether it runs"),
+        ("start", _db_start, "initialize if needed and start the embedded cluster and its storage agent"),
+        ("stop", _db_stop, "stop the embedded cluster and its storage agent"),
+        ("status", _db_status, "where the embedded cluster and agent live and whether they run"),
         ("dsn", _db_dsn, "print the embedded cluster's connection string"),
     ):
         p = common_options(dbsub.add_parser(name, help=text))
@@ -38,25 +40,29 @@ def register(sub: Any) -> None:
 def _db_start(args: argparse.Namespace) -> int:
     cluster = EmbeddedCluster.default()
     cluster.start()
-    emit(args, cluster.status(), lambda s: f"running: {s['dsn']}")
+    st = {**cluster.status(), "agent": embedded.EmbeddedAgent.default().start()}
+    emit(args, st, lambda s: f"running: {s['dsn']}\nagent: {s['agent']['socket']}")
     return 0
 
 
 def _db_stop(args: argparse.Namespace) -> int:
     cluster = EmbeddedCluster.default()
+    agent = embedded.EmbeddedAgent.default()
+    agent.stop()
     cluster.stop()
-    emit(args, cluster.status(), lambda s: "stopped")
+    emit(args, {**cluster.status(), "agent": agent.status()}, lambda s: "stopped")
     return 0
 
 
 def _db_status(args: argparse.Namespace) -> int:
-    st = EmbeddedCluster.default().status()
-    emit(
-        args,
-        st,
-        lambda s: "\n".join(f"{k}: {v}" for k, v in s.items()),
-    )
-    return 0 if st["running"] else 1
+    st = {**EmbeddedCluster.default().status(), "agent": embedded.EmbeddedAgent.default().status()}
+
+    def human(s: dict[str, Any]) -> str:
+        lines = [f"{k}: {v}" for k, v in s.items() if k != "agent"]
+        return "\n".join(lines + [f"agent {k}: {v}" for k, v in s["agent"].items()])
+
+    emit(args, st, human)
+    return 0 if st["running"] and st["agent"]["running"] else 1
 
 
 def _db_dsn(args: argparse.Namespace) -> int:
