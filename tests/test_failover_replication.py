@@ -1,0 +1,230 @@
+"""A primary and its streaming standby: replication, promote, lag, and the primary guard.
+
+Every test gets its own throwaway pair (``replicated_cluster``): a promote cannot be undone.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from cli_runner import run_cli
+from conftest import REPLICATED_DB
+from feature_rows import LOCKED, move_phase1, setup
+from movedisk import db as mdb
+from movedisk.errors import ConnectionFailed, NotPrimary
+from movedisk.replication import server_role
+
+
+def rows_on(dsn: str, query: str, *params: Any) -> list[dict[str, Any]]:
+    with psycopg.connect(dsn, row_factory=dict_row, autocommit=True) as conn:
+        cur = conn.execute(query, params or None)
+        return cur.fetchall() if cur.description else []
+
+
+def test_standby_replays_and_the_dba_verifies_there(replicated_cluster) -> None:
+    cluster = replicated_cluster()
+    with psycopg.connect(cluster.dsn(REPLICATED_DB), row_factory=dict_row) as conn:
+        s = setup(conn)
+        move_phase1(conn, s)
+        conn.commit()
+    cluster.wait_replayed()
+    standby = cluster.standby.dsn(REPLICATED_DB)
+    statuses = rows_on(
+        standby, "SELECT imagestatus FROM images WHERE image_group_id = %s", s.disk.disk_id
+    )
+    assert [r["imagestatus"] for r in statuses] == [LOCKED, LOCKED]
+    # The DBA's read-only checks run on the standby and see the move in flight.
+    with psycopg.connect(standby, row_factory=dict_row, autocommit=True) as conn:
+        conn.execute("SET ROLE movedisk_dba")
+        findings = conn.execute("SELECT check_name FROM VerifyAll()").fetchall()
+        usage = conn.execute("SELECT count(*) AS n FROM storage_domain_usage_view").fetchone()
+        conn.execute("RESET ROLE")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s)",
+                         (s.disk.disk_id, s.src, s.dest))
+    assert "locked_image_without_command" in {f["check_name"] for f in findings}
+    assert usage["n"] >= 2
+
+
+def test_standby_reports_how_far_it_lags(replicated_cluster) -> None:
+    cluster = replicated_cluster()
+    primary = cluster.primary.dsn(REPLICATED_DB)
+    rows_on(primary, "CREATE TABLE filler (x int)")
+    cluster.wait_replayed()
+    with psycopg.connect(cluster.standby.dsn(REPLICATED_DB)) as conn:
+        caught_up = server_role(conn)
+    assert caught_up.in_recovery and caught_up.wal_receiver == "streaming"
+    assert caught_up.receive_lsn == caught_up.replay_lsn and caught_up.replay_lag_bytes == 0
+    assert caught_up.last_replayed_commit_at is not None
+    assert caught_up.timeline == 1
+
+    cluster.cut_replication()
+    rows_on(primary, "INSERT INTO filler SELECT generate_series(1, 20000)")
+    ahead = rows_on(primary, "SELECT pg_current_wal_lsn()::text AS lsn")[0]["lsn"]
+    with psycopg.connect(cluster.standby.dsn(REPLICATED_DB)) as conn:
+        behind = server_role(conn)
+        missing = conn.execute(
+            "SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_receive_lsn())", (ahead,)
+        ).fetchone()[0]
+    assert behind.wal_receiver is None and missing > 100_000  # the rows never arrived
+
+    res = run_cli("db", "replication", "--json", "--dsn", cluster.dsn(REPLICATED_DB))
+    assert res.returncode == 0, res.stderr
+    report = {r["port"]: r for r in json.loads(res.stdout)}
+    assert report[str(cluster.primary.port)]["role"] == "primary"
+    assert report[str(cluster.standby.port)]["role"] == "standby"
+    assert "WAL receiver not running" in report[str(cluster.standby.port)]["summary"]
+    # Only the standby in the DSN: a report, exit 1 (no primary there).
+    res = run_cli("db", "replication", "--dsn", cluster.standby.dsn(REPLICATED_DB))
+    assert res.returncode == 1 and "standby on timeline 1, received" in res.stdout
+
+
+def test_synchronous_commit_waits_for_the_standby(replicated_cluster) -> None:
+    cluster = replicated_cluster(synchronous=True)
+    primary = cluster.primary.dsn(REPLICATED_DB)
+    standby = cluster.standby
+    rows_on(primary, "CREATE TABLE t (x int)")
+    standby.sql("SELECT pg_wal_replay_pause()", dbname=REPLICATED_DB)
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        committed = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    # Acknowledged only once the standby had flushed it, even with its replay paused.
+    assert standby.sql("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", committed)[0][0]
+    standby.crash()
+    done = threading.Event()
+
+    def commit() -> None:
+        try:
+            rows_on(primary, "INSERT INTO t VALUES (2)")
+        except psycopg.Error:
+            pass
+        done.set()
+
+    threading.Thread(target=commit, daemon=True).start()
+    assert not done.wait(1.0), "a synchronous commit returned with its standby down"
+    cluster.primary.sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                        "WHERE wait_event = 'SyncRep'")
+    assert done.wait(10)
+
+
+def test_promote_and_the_multi_host_dsn_follows(replicated_cluster) -> None:
+    cluster = replicated_cluster(synchronous=True)
+    dsn = cluster.dsn(REPLICATED_DB)
+    rows_on(dsn, "CREATE TABLE t (x int)")
+    rows_on(dsn, "INSERT INTO t VALUES (1)")
+    standby_port = cluster.standby.port
+    seconds = cluster.failover()
+    assert seconds < 5
+    with psycopg.connect(dsn) as conn:
+        role = mdb.primary_transaction(lambda c: server_role(c), dsn)
+        assert conn.info.port == standby_port
+    assert role.timeline == 2 and not role.in_recovery
+    assert rows_on(dsn, "SELECT x FROM t") == [{"x": 1}]  # synchronous: nothing lost
+    rows_on(dsn, "INSERT INTO t VALUES (2)")
+
+
+def test_asynchronous_failover_loses_what_the_standby_never_received(replicated_cluster) -> None:
+    cluster = replicated_cluster()
+    dsn = cluster.dsn(REPLICATED_DB)
+    rows_on(dsn, "CREATE TABLE t (x int)")
+    rows_on(dsn, "INSERT INTO t VALUES (1)")
+    cluster.wait_replayed()
+    cluster.cut_replication()
+    for i in range(2, 6):
+        rows_on(dsn, "INSERT INTO t VALUES (%s)", i)  # acknowledged to the client
+    cluster.failover()
+    assert rows_on(dsn, "SELECT x FROM t") == [{"x": 1}]
+
+
+def test_a_standby_refuses_state_changes_and_nothing_changes(replicated_cluster) -> None:
+    cluster = replicated_cluster()
+    calls = []
+    with pytest.raises(NotPrimary, match="is a standby"):
+        mdb.primary_transaction(lambda c: calls.append(1), cluster.standby.dsn(REPLICATED_DB))
+    assert calls == []
+    res = run_cli("db", "replication", "--json", "--dsn", cluster.standby.dsn(REPLICATED_DB))
+    assert json.loads(res.stdout)[0]["role"] == "standby"
+
+
+def test_an_old_primary_restarted_by_mistake_refuses_to_change_state(replicated_cluster) -> None:
+    cluster = replicated_cluster()
+    old = cluster.primary
+    cluster.failover()
+    new = cluster.primary
+    cluster.restart_old_primary()  # split brain: two read-write servers
+    old_first = psycopg.conninfo.make_conninfo(cluster.dsn(REPLICATED_DB))
+    assert f"port={old.port},{new.port}" in old_first
+    with psycopg.connect(old_first) as conn:
+        assert conn.info.port == old.port  # libpq alone takes the old primary: it is read-write
+    calls: list[int] = []
+    with pytest.raises(NotPrimary, match=f"on timeline 1 but 127.0.0.1:{new.port} .primary. is on timeline 2"):
+        mdb.primary_transaction(lambda c: calls.append(c.info.port), old_first)
+    assert calls == []
+    # The same DSN with the servers the other way round reaches the new primary and works.
+    new_first = cluster.dsn(REPLICATED_DB).replace(
+        f"port={old.port},{new.port}", f"port={new.port},{old.port}"
+    )
+    assert mdb.primary_transaction(lambda c: c.info.port, new_first) == new.port
+
+
+def test_transactions_follow_the_primary_through_a_failover(replicated_cluster) -> None:
+    cluster = replicated_cluster(synchronous=True)
+    dsn = cluster.dsn(REPLICATED_DB)
+    rows_on(dsn, "CREATE TABLE t (x int PRIMARY KEY)")
+    acknowledged: list[int] = []
+    retries: list[float] = []
+    stop = threading.Event()
+
+    def insert(n: int):
+        def fn(conn: psycopg.Connection[Any]) -> None:
+            # Decide from what the database says: a re-run after an ambiguous commit
+            # finds its row and does nothing.
+            if conn.execute("SELECT 1 FROM t WHERE x = %s", (n,)).fetchone() is None:
+                conn.execute("INSERT INTO t VALUES (%s)", (n,))
+        return fn
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            mdb.primary_transaction(insert(n), dsn,
+                                    on_retry=lambda i, pause, exc: retries.append(pause))
+            acknowledged.append(n)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.3)
+    before = len(acknowledged)
+    cluster.failover()
+    time.sleep(0.5)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert retries, "the failover went unnoticed"
+    assert len(acknowledged) > before
+    on_new = [r["x"] for r in rows_on(dsn, "SELECT x FROM t ORDER BY x")]
+    assert on_new == acknowledged  # every acknowledged commit, each once, none lost
+
+
+def test_retries_are_bounded_and_end_with_a_clear_error(replicated_cluster) -> None:
+    cluster = replicated_cluster()
+    dsn = cluster.dsn(REPLICATED_DB)
+    cluster.standby.crash()
+    cluster.primary.crash()
+    backoff = mdb.Backoff(attempts=4, initial=0.05, ceiling=0.2, deadline=5)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed, match=r"gave up reaching the primary after 4 attempts"):
+        mdb.primary_transaction(lambda c: None, dsn, backoff=backoff)
+    assert time.monotonic() - started < 3
+    # A user error is not retried: it goes through on the first attempt.
+    attempts: list[int] = []
+    with pytest.raises(ValueError):
+        mdb.retrying(lambda: attempts.append(1) or (_ for _ in ()).throw(ValueError("no")))
+    assert attempts == [1]
