@@ -135,14 +135,15 @@ def retrying(
         tries += 1
         try:
             return attempt()
-        except (psycopg.Error, ConnectionFailed) as exc:
-            cause = exc.__cause__ if isinstance(exc, ConnectionFailed) else exc
-            if not is_transient(cause or exc):
+        except Exception as exc:
+            # A psycopg error, or the movedisk error that connect() made of one.
+            cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+            if cause is None or not is_transient(cause):
                 raise
             pause = backoff.delay(tries)
             spent = time.monotonic() - started
             if tries >= backoff.attempts or spent + pause > backoff.deadline:
-                last = " ".join(str(cause or exc).split())
+                last = " ".join(str(cause).split())
                 raise ConnectionFailed(
                     f"gave up reaching {what} after {tries} attempts over {spent:.1f}s: {last}",
                     attempts=tries,
@@ -184,3 +185,64 @@ def primary_transaction(
             conn.close()
 
     return retrying(attempt, backoff, what="the primary", on_retry=on_retry)
+
+
+class PrimarySession:
+    """One connection to the primary for a long-running process, made again when lost.
+
+    ``conn`` is a live connection to a server that passed the primary guard;
+    after a transient error the caller calls :meth:`reconnect` (bounded backoff, a
+    clear ConnectionFailed at the end) and then reloads what it was doing from the
+    database: a statement whose connection dropped may or may not have committed.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        autocommit: bool = True,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        on_retry: Callable[[int, float, BaseException], None] | None = None,
+    ) -> None:
+        self.dsn = resolve_dsn(dsn)
+        self.autocommit = autocommit
+        self.backoff = backoff
+        self.on_retry = on_retry
+        self.reconnects = 0
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _open(self) -> psycopg.Connection[Any]:
+        from .replication import require_primary
+
+        conn = connect(self.dsn, autocommit=True)
+        try:
+            with user_errors():
+                require_primary(conn, self.dsn)
+        except BaseException:
+            conn.close()
+            raise
+        conn.autocommit = self.autocommit
+        return conn
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = retrying(self._open, self.backoff, what="the primary",
+                                  on_retry=self.on_retry)
+        return self._conn
+
+    def reconnect(self) -> psycopg.Connection[Any]:
+        self.close()
+        self.reconnects += 1
+        return self.conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> PrimarySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -243,6 +243,15 @@ def sweep_stale_clusters(base: Path, min_age_s: float = 120.0) -> list[Path]:
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)
+    # Stopped template data directories (ReplicatedCluster.make_template) live as long as
+    # their test session: only an hour-old one is a leftover.
+    for d in base.glob("movedisk-tpl-*"):
+        try:
+            if time.time() - d.stat().st_mtime > max(min_age_s, 3600.0):
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+        except OSError:
+            continue
     return removed
 
 
@@ -502,7 +511,11 @@ class ReplicatedCluster:
     standby; ``restart_old_primary()`` makes the split-brain mistake on purpose.
     """
 
-    def __init__(self, synchronous: bool = False, base: Path | None = None) -> None:
+    def __init__(
+        self, synchronous: bool = False, base: Path | None = None, template: Path | None = None
+    ) -> None:
+        """``template``: a stopped primary's data directory to copy instead of running initdb
+        (a test session deploys once into a template and copies it for every pair)."""
         import tempfile
 
         self.synchronous = synchronous
@@ -525,8 +538,13 @@ class ReplicatedCluster:
         self.standby: PgNode | None = self.nodes[1]
         self.old_primary: PgNode | None = None
         try:
-            owned_dir(self.primary.datadir, account)
-            self.primary.initdb("--nosync")
+            if template is not None:
+                # cp -a keeps the server account's ownership and the 0700 mode.
+                subprocess.run(["cp", "-a", str(template), str(self.primary.datadir)], check=True)
+                (self.primary.datadir / "postmaster.pid").unlink(missing_ok=True)
+            else:
+                owned_dir(self.primary.datadir, account)
+                self.primary.initdb("--nosync")
             self.primary.start()
             owned_dir(self.nodes[1].datadir, account)
             self.nodes[1].base_backup_from(self.primary)
@@ -585,6 +603,27 @@ class ReplicatedCluster:
         seconds = standby.promote()
         self.old_primary, self.primary, self.standby = self.primary, standby, None
         return seconds
+
+    @classmethod
+    def make_template(cls, setup: Any = None, base: Path | None = None) -> Path:
+        """A stopped primary's data directory for ``template=``: initdb, start, ``setup(dsn)``
+        (e.g. create and deploy a database), clean shutdown. The caller removes it."""
+        import tempfile
+
+        binaries, account = find_server_binaries(), server_account()
+        root = Path(tempfile.mkdtemp(prefix="movedisk-tpl-", dir=str(base or _shm_base())))
+        owned_dir(root, account, 0o755)
+        node = PgNode("template", root / "data", free_port(), owned_dir(root / "run", account, 0o755),
+                      root / "template.log", binaries, account, options=_THROWAWAY_OPTIONS)
+        owned_dir(node.datadir, account)
+        node.initdb("--nosync")
+        node.start()
+        try:
+            if setup is not None:
+                setup(node.dsn)
+        finally:
+            node.stop("fast")
+        return node.datadir
 
     def restart_old_primary(self) -> PgNode:
         """Start the dead primary again as it was: a second read-write server (split brain)."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -144,24 +145,36 @@ def new_db(pg_cluster: ThrowawayCluster, template_db: str) -> Iterator[Callable[
 REPLICATED_DB = "movedisk"
 
 
+@pytest.fixture(scope="session")
+def replicated_template() -> Iterator[Path]:
+    """A stopped primary's data directory with REPLICATED_DB deployed, copied for every pair."""
+
+    def setup(dsn: Callable[[str], str]) -> None:
+        with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REPLICATED_DB)))
+        with psycopg.connect(dsn(REPLICATED_DB), row_factory=dict_row) as conn:
+            deploy(conn)
+
+    datadir = ReplicatedCluster.make_template(setup)
+    try:
+        yield datadir
+    finally:
+        shutil.rmtree(datadir.parent, ignore_errors=True)
+
+
 @pytest.fixture
-def replicated_cluster() -> Iterator[Callable[..., ReplicatedCluster]]:
-    """``replicated_cluster(synchronous=False, deployed=True)`` -> a primary and its standby.
+def replicated_cluster(replicated_template: Path) -> Iterator[Callable[..., ReplicatedCluster]]:
+    """``replicated_cluster(synchronous=False)`` -> a primary and its streaming standby, with
+    the package deployed in REPLICATED_DB (copied from a template: no initdb, no deploy).
 
     ``cluster.dsn(REPLICATED_DB)`` names both servers with target_session_attrs=read-write.
     """
     made: list[ReplicatedCluster] = []
 
-    def make(synchronous: bool = False, deployed: bool = True) -> ReplicatedCluster:
-        cluster = ReplicatedCluster(synchronous=synchronous)
+    def make(synchronous: bool = False) -> ReplicatedCluster:
+        cluster = ReplicatedCluster(synchronous=synchronous, template=replicated_template)
         made.append(cluster)
         TIMINGS.setdefault("replicated_start_s", []).append(cluster.startup_seconds)  # type: ignore[attr-defined]
-        with psycopg.connect(cluster.primary.dsn("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REPLICATED_DB)))
-        if deployed:
-            with psycopg.connect(cluster.primary.dsn(REPLICATED_DB), row_factory=dict_row) as conn:
-                deploy(conn)
-        cluster.wait_replayed()
         return cluster
 
     yield make

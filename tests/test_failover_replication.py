@@ -6,6 +6,7 @@ Every test gets its own throwaway pair (``replicated_cluster``): a promote canno
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from typing import Any
@@ -228,3 +229,80 @@ def test_retries_are_bounded_and_end_with_a_clear_error(replicated_cluster) -> N
     with pytest.raises(ValueError):
         mdb.retrying(lambda: attempts.append(1) or (_ for _ in ()).throw(ValueError("no")))
     assert attempts == [1]
+
+
+def test_a_session_reconnects_to_the_promoted_standby(replicated_cluster) -> None:
+    cluster = replicated_cluster(synchronous=True)
+    with mdb.PrimarySession(cluster.dsn(REPLICATED_DB)) as session:
+        session.conn.execute("CREATE TABLE t (x int)")
+        first_port = session.conn.info.port
+        cluster.failover()
+        with pytest.raises(psycopg.OperationalError) as lost:
+            session.conn.execute("INSERT INTO t VALUES (1)")
+        assert mdb.is_transient(lost.value)
+        session.reconnect()
+        session.conn.execute("INSERT INTO t VALUES (1)")
+        assert session.conn.info.port != first_port and session.reconnects == 1
+
+
+def test_sweep_keeps_a_pair_whose_standby_still_runs(tmp_path) -> None:
+    import os
+
+    from movedisk import pgserver
+
+    pair = tmp_path / "movedisk-pg-pair"
+    for node, pid in (("primary", 999_999_999), ("standby", os.getpid())):
+        (pair / node).mkdir(parents=True)
+        (pair / node / "postmaster.pid").write_text(f"{pid}\n")
+    template = tmp_path / "movedisk-tpl-old"
+    (template / "data").mkdir(parents=True)
+    fresh_template = tmp_path / "movedisk-tpl-fresh"
+    fresh_template.mkdir()
+    old = time.time() - 7200
+    for d in (pair, template):
+        os.utime(d, (old, old))
+    assert pgserver.sweep_stale_clusters(tmp_path) == [template]
+    (pair / "standby" / "postmaster.pid").write_text("999999999\n")  # the standby died too
+    assert pgserver.sweep_stale_clusters(tmp_path) == [pair]
+    assert fresh_template.exists()
+
+
+@pytest.mark.slow
+def test_embedded_standby_promote_and_fence(tmp_path) -> None:
+    env = {"MOVEDISK_HOME": str(tmp_path / "home")}
+    try:
+        res = run_cli("db", "start", "--standby", "--json", env=env)
+        assert res.returncode == 0, res.stderr
+        status = json.loads(res.stdout)
+        assert status["standby"]["running"] is True
+        dsn = status["dsn"]
+        assert "port=5432,5433" in dsn and "target_session_attrs=read-write" in dsn
+        assert run_cli("deploy", "--dsn", dsn, env=env).returncode == 0
+        res = run_cli("db", "replication", "--json", "--dsn", dsn, env=env)
+        roles = {r["port"]: r for r in json.loads(res.stdout)}
+        assert roles["5432"]["role"] == "primary" and roles["5433"]["role"] == "standby"
+        assert roles["5432"]["standbys"][0]["state"] == "streaming"
+
+        res = run_cli("db", "promote", "--json", env=env)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["fenced"].endswith("/pgdata")
+        # The fenced old primary is not started again: only the promoted server runs.
+        status = json.loads(run_cli("db", "start", "--json", env=env).stdout)
+        assert status["datadir"].endswith("pgdata-standby") and "standby" not in status
+        with psycopg.connect(dsn) as conn:  # the same DSN reaches the new primary
+            assert conn.info.port == 5433
+            assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] >= 1
+        # --standby rebuilds the old primary as the new primary's standby, synchronous here.
+        res = run_cli("db", "start", "--standby", "--synchronous", "--json", env=env)
+        assert res.returncode == 0, res.stderr
+        res = run_cli("db", "replication", "--json", "--dsn", dsn, env=env)
+        roles = {r["port"]: r for r in json.loads(res.stdout)}
+        assert roles["5433"]["role"] == "primary" and roles["5432"]["role"] == "standby"
+        assert roles["5432"]["timeline"] == 2
+        assert roles["5433"]["standbys"][0]["sync_state"] == "sync"
+        assert run_cli("db", "start", "--synchronous", env=env).returncode == 11
+    finally:
+        run_cli("db", "stop", env=env)
+        state = tmp_path / "home" / "cluster.json"
+        if state.exists():
+            shutil.rmtree(json.loads(state.read_text())["root"], ignore_errors=True)
