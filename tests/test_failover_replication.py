@@ -16,7 +16,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from cli_runner import run_cli
-from conftest import REPLICATED_DB
+REPLICATED_DB = "movedisk"  # the database replicated_cluster deploys (tests/conftest.py)
 from feature_rows import LOCKED, move_phase1, setup
 from movedisk import db as mdb
 from movedisk.errors import ConnectionFailed, NotPrimary
