@@ -731,7 +731,14 @@ class EmbeddedCluster:
         return PgNode(
             name, root / name, self.PORTS[name], root / "run", root / log,
             find_server_binaries(), server_account(), listen="",
+            options=("fsync=off",) if self.nosync else (),
         )
+
+    @property
+    def nosync(self) -> bool:
+        """MOVEDISK_DB_NOSYNC=1: no fsync at all (tests and throwaway demos; a crash of the
+        machine may then corrupt the cluster, a crash of PostgreSQL does not)."""
+        return os.environ.get("MOVEDISK_DB_NOSYNC", "") not in ("", "0")
 
     @property
     def datadir(self) -> Path:
@@ -768,7 +775,7 @@ class EmbeddedCluster:
         owned_dir(self.socket_dir, account, 0o700)
         if not self.initialized():
             owned_dir(self.datadir, account, 0o700)
-            self.node(self.primary_name).initdb()
+            self.node(self.primary_name).initdb(*(("--nosync",) if self.nosync else ()))
         self._save_state()
 
     def running(self) -> bool:
