@@ -9,9 +9,10 @@ from . import deploy as deploy_mod
 from .cli import common_options, emit
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .db import connect, resolve_dsn
+from .db import connect, resolve_dsn, user_errors
 from .errors import ConnectionFailed, ServerError
 from .pgserver import EmbeddedCluster
+from .replication import require_primary
 
 
 def register(sub: Any) -> None:
@@ -183,6 +184,10 @@ def _deploy(args: argparse.Namespace) -> int:
             }
             emit(args, result, _check_text)
             return 0 if result["up_to_date"] else 1
+        # Deploy changes the schema: only on the primary (never a standby, never an old
+        # primary that a failover superseded).
+        with user_errors():
+            require_primary(conn, resolve_dsn(args.dsn))
         report = deploy_mod.deploy(conn)
     emit(args, report.to_json(), lambda r: _describe(report))
     return 0

@@ -500,6 +500,19 @@ _THROWAWAY_OPTIONS = (
 )
 
 
+def _start_on_a_free_port(node: PgNode, tries: int = 3) -> None:
+    """Start ``node``; if another process took its port meanwhile, on another free port."""
+    for attempt in range(tries):
+        try:
+            node.start()
+            return
+        except ServerError:
+            log = node.logfile.read_text(errors="replace") if node.logfile.exists() else ""
+            if attempt == tries - 1 or "could not bind" not in log:
+                raise
+            node.port = free_port()
+
+
 class ReplicatedCluster:
     """A throwaway primary and its streaming standby, on tmpfs, in about a second.
 
@@ -545,10 +558,10 @@ class ReplicatedCluster:
             else:
                 owned_dir(self.primary.datadir, account)
                 self.primary.initdb("--nosync")
-            self.primary.start()
+            _start_on_a_free_port(self.primary)
             owned_dir(self.nodes[1].datadir, account)
             self.nodes[1].base_backup_from(self.primary)
-            self.nodes[1].start()
+            _start_on_a_free_port(self.nodes[1])
             if synchronous:
                 set_synchronous(self.primary, STANDBY_NAME)
             wait_streaming(self.primary, STANDBY_NAME, synchronous)

@@ -153,6 +153,9 @@ def test_a_standby_refuses_state_changes_and_nothing_changes(replicated_cluster)
     assert calls == []
     res = run_cli("db", "replication", "--json", "--dsn", cluster.standby.dsn(REPLICATED_DB))
     assert json.loads(res.stdout)[0]["role"] == "standby"
+    res = run_cli("deploy", "--dsn", cluster.standby.dsn(REPLICATED_DB))
+    assert res.returncode == 20 and res.stderr.startswith("movedisk: NotPrimary: ")
+    assert "is a standby (in recovery)" in res.stderr and len(res.stderr.splitlines()) == 1
 
 
 def test_an_old_primary_restarted_by_mistake_refuses_to_change_state(replicated_cluster) -> None:
@@ -169,6 +172,8 @@ def test_an_old_primary_restarted_by_mistake_refuses_to_change_state(replicated_
     with pytest.raises(NotPrimary, match=f"on timeline 1 but 127.0.0.1:{new.port} .primary. is on timeline 2"):
         mdb.primary_transaction(lambda c: calls.append(c.info.port), old_first)
     assert calls == []
+    res = run_cli("deploy", "--json", "--dsn", old_first)
+    assert res.returncode == 20 and json.loads(res.stdout)["code"] == "MD120"
     # The same DSN with the servers the other way round reaches the new primary and works.
     new_first = cluster.dsn(REPLICATED_DB).replace(
         f"port={old.port},{new.port}", f"port={new.port},{old.port}"
