@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import deploy as deploy_mod
-from .cli import common_options, emit
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from . import deploy as deploy_mod
+from .cli import common_options, emit
 from .db import connect, resolve_dsn, user_errors
 from .errors import ConnectionFailed, ServerError
 from .pgserver import EmbeddedCluster
