@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from cli_runner import run_cli
 REPLICATED_DB = "movedisk"  # the database replicated_cluster deploys (tests/conftest.py)
-from feature_rows import LOCKED, move_phase1, setup
+from feature_rows import LOCKED, make_disk, move_phase1, setup
 from movedisk import db as mdb
 from movedisk.errors import ConnectionFailed, NotPrimary
 from movedisk.replication import server_role
@@ -35,6 +35,10 @@ def test_standby_replays_and_the_dba_verifies_there(replicated_cluster) -> None:
     with psycopg.connect(cluster.dsn(REPLICATED_DB), row_factory=dict_row) as conn:
         s = setup(conn)
         move_phase1(conn, s)
+        stuck = make_disk(conn, s.src, quota=s.quota, alias="stuck")
+        # A disk left LOCKED by no move and no command: what VerifyAll exists to find.
+        conn.execute("UPDATE images SET imagestatus = %s WHERE image_group_id = %s",
+                     (LOCKED, stuck.disk_id))
         conn.commit()
     cluster.wait_replayed()
     standby = cluster.standby.dsn(REPLICATED_DB)
@@ -45,13 +49,14 @@ def test_standby_replays_and_the_dba_verifies_there(replicated_cluster) -> None:
     # The DBA's read-only checks run on the standby and see the move in flight.
     with psycopg.connect(standby, row_factory=dict_row, autocommit=True) as conn:
         conn.execute("SET ROLE movedisk_dba")
-        findings = conn.execute("SELECT check_name FROM VerifyAll()").fetchall()
+        findings = conn.execute("SELECT check_name, entity_id FROM VerifyAll()").fetchall()
         usage = conn.execute("SELECT count(*) AS n FROM storage_domain_usage_view").fetchone()
         conn.execute("RESET ROLE")
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s)",
                          (s.disk.disk_id, s.src, s.dest))
-    assert "locked_image_without_command" in {f["check_name"] for f in findings}
+    assert [(f["check_name"], f["entity_id"]) for f in findings] == [
+        ("locked_image_without_command", stuck.disk_id)]  # the move in flight is no finding
     assert usage["n"] >= 2
 
 
