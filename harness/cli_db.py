@@ -6,24 +6,49 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from . import deploy as deploy_mod
 from . import embedded
 from .cli import common_options, emit
-from .db import connect
+from .db import connect, resolve_dsn, user_errors
+from .errors import ConnectionFailed, ServerError
 from .pgserver import EmbeddedCluster
+from .replication import require_primary
 
 
 def register(sub: Any) -> None:
     db = sub.add_parser("db", help="the embedded PostgreSQL cluster (MOVEDISK_HOME)")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     for name, fn, text in (
-        ("start", _db_start, "initialize if needed and start the embedded cluster and its storage agent"),
-        ("stop", _db_stop, "stop the embedded cluster and its storage agent"),
+        ("start", _db_start, "initialize if needed and start the embedded cluster (with --standby "
+         "a streaming standby too) and its storage agent"),
+        ("stop", _db_stop, "stop the embedded cluster (and its standby) and its storage agent"),
         ("status", _db_status, "where the embedded cluster and agent live and whether they run"),
         ("dsn", _db_dsn, "print the embedded cluster's connection string"),
+        ("promote", _db_promote, "fail over: stop the primary, promote the standby, fence "
+         "the old primary"),
     ):
         p = common_options(dbsub.add_parser(name, help=text))
         p.set_defaults(handler=fn)
+        if name == "start":
+            p.add_argument(
+                "--standby", action="store_true",
+                help="also run a streaming standby (pg_basebackup -R, a replication slot); "
+                "the DSN then names both servers with target_session_attrs=read-write",
+            )
+            p.add_argument(
+                "--synchronous", action="store_true",
+                help="with --standby: every commit waits until the standby has it",
+            )
+    p = common_options(
+        dbsub.add_parser(
+            "replication",
+            help="each server of the DSN: primary or standby, timeline, how far it lags",
+        ),
+        dsn=True,
+    )
+    p.set_defaults(handler=_db_replication)
 
     p = common_options(
         sub.add_parser("deploy", help="install or upgrade the package in a database"), dsn=True
@@ -39,7 +64,9 @@ def register(sub: Any) -> None:
 
 def _db_start(args: argparse.Namespace) -> int:
     cluster = EmbeddedCluster.default()
-    cluster.start()
+    if args.synchronous and not args.standby:
+        raise ServerError("--synchronous needs --standby")
+    cluster.start(standby=args.standby, synchronous=args.synchronous)
     st = {**cluster.status(), "agent": embedded.EmbeddedAgent.default().start()}
     emit(args, st, lambda s: f"running: {s['dsn']}\nagent: {s['agent']['socket']}")
     return 0
@@ -69,6 +96,54 @@ def _db_dsn(args: argparse.Namespace) -> int:
     cluster = EmbeddedCluster.default()
     emit(args, {"dsn": cluster.dsn()}, lambda s: s["dsn"])
     return 0
+
+
+def _db_promote(args: argparse.Namespace) -> int:
+    result = EmbeddedCluster.default().promote()
+    emit(
+        args,
+        result,
+        lambda r: f"promoted {r['promoted']} in {r['seconds']:.2f}s; {r['fenced']} is fenced "
+        "(stopped; 'movedisk db start --standby' rebuilds it as the new standby)",
+    )
+    return 0
+
+
+def _db_replication(args: argparse.Namespace) -> int:
+    from . import replication
+
+    dsn = resolve_dsn(args.dsn)
+    servers: list[dict[str, Any]] = []
+    for host, port in replication.dsn_servers(dsn) or [("", "")]:
+        one = {**conninfo_to_dict(dsn), "target_session_attrs": "any"}
+        if host:
+            one.update(host=host, port=port)
+        one.pop("hostaddr", None)
+        try:
+            with connect(make_conninfo(**one), autocommit=True) as conn:
+                role = replication.server_role(conn)
+                entry = role.to_json()
+                entry["summary"] = replication.lag_summary(role)
+                if not role.in_recovery:
+                    entry["standbys"] = replication.standbys(conn)
+        except ConnectionFailed as exc:
+            entry = {"host": host, "port": port, "role": "unreachable", "summary":
+                     f"{host}:{port}: unreachable ({' '.join(exc.message.split())})"}
+        servers.append(entry)
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        lines = []
+        for r in rows:
+            lines.append(r["summary"])
+            for sb in r.get("standbys", []):
+                lines.append(
+                    f"  standby {sb['application_name']}: {sb['state']}, {sb['sync_state']}, "
+                    f"{sb['replay_lag_bytes']} bytes not yet replayed"
+                )
+        return "\n".join(lines)
+
+    emit(args, servers, human)
+    return 0 if any(s["role"] == "primary" for s in servers) else 1
 
 
 def _describe(report: deploy_mod.DeployReport) -> str:
@@ -110,6 +185,10 @@ def _deploy(args: argparse.Namespace) -> int:
             }
             emit(args, result, _check_text)
             return 0 if result["up_to_date"] else 1
+        # Deploy changes the schema: only on the primary (never a standby, never an old
+        # primary that a failover superseded).
+        with user_errors():
+            require_primary(conn, resolve_dsn(args.dsn))
         report = deploy_mod.deploy(conn)
     emit(args, report.to_json(), lambda r: _describe(report))
     return 0

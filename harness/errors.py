@@ -113,6 +113,14 @@ class ConnectionFailed(MovediskError):
     exit_code = 12
 
 
+class NotPrimary(MovediskError):
+    """The server is not (or no longer) the primary: a standby, read-only, or an old primary
+    that a failover superseded. Nothing was changed; such a server is never retried."""
+
+    code = "MD120"
+    exit_code = 20
+
+
 USER_ERRORS: dict[str, type[MovediskError]] = {
     cls.code: cls
     for cls in (

@@ -4,11 +4,15 @@
   rolled back after the test (most tests).
 - ``new_db``: a factory of databases cloned from the deployed template (or empty),
   for tests that must commit; each is dropped at the end of the test.
+- ``replicated_cluster``: a factory of throwaway primary + streaming standby pairs
+  (``replicated_cluster(synchronous=False)``), each with the package deployed in its
+  database ``movedisk`` and replayed on the standby; stopped after the test.
 """
 
 from __future__ import annotations
 
 import itertools
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +25,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from movedisk.deploy import deploy
-from movedisk.pgserver import ThrowawayCluster
+from movedisk.pgserver import ReplicatedCluster, ThrowawayCluster
 
 TEMPLATE = "movedisk_template"
 SHARED = "movedisk_test"
@@ -138,6 +142,46 @@ def new_db(pg_cluster: ThrowawayCluster, template_db: str) -> Iterator[Callable[
         drop_database(pg_cluster, name)
 
 
+REPLICATED_DB = "movedisk"
+
+
+@pytest.fixture(scope="session")
+def replicated_template() -> Iterator[Path]:
+    """A stopped primary's data directory with REPLICATED_DB deployed, copied for every pair."""
+
+    def setup(dsn: Callable[[str], str]) -> None:
+        with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(REPLICATED_DB)))
+        with psycopg.connect(dsn(REPLICATED_DB), row_factory=dict_row) as conn:
+            deploy(conn)
+
+    datadir = ReplicatedCluster.make_template(setup)
+    try:
+        yield datadir
+    finally:
+        shutil.rmtree(datadir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def replicated_cluster(replicated_template: Path) -> Iterator[Callable[..., ReplicatedCluster]]:
+    """``replicated_cluster(synchronous=False)`` -> a primary and its streaming standby, with
+    the package deployed in REPLICATED_DB (copied from a template: no initdb, no deploy).
+
+    ``cluster.dsn(REPLICATED_DB)`` names both servers with target_session_attrs=read-write.
+    """
+    made: list[ReplicatedCluster] = []
+
+    def make(synchronous: bool = False) -> ReplicatedCluster:
+        cluster = ReplicatedCluster(synchronous=synchronous, template=replicated_template)
+        made.append(cluster)
+        TIMINGS.setdefault("replicated_start_s", []).append(cluster.startup_seconds)  # type: ignore[attr-defined]
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not TIMINGS:
         return
@@ -148,4 +192,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if clones:
         clones = sorted(clones)  # type: ignore[assignment]
         parts.append(f"{len(clones)} database clones, median {clones[len(clones) // 2] * 1000:.1f}ms")
+    pairs = sorted(TIMINGS.get("replicated_start_s") or [])  # type: ignore[type-var]
+    if pairs:
+        parts.append(f"{len(pairs)} primary+standby pairs, median start {pairs[len(pairs) // 2]:.2f}s")
     terminalreporter.write_line("movedisk: " + ", ".join(parts))
