@@ -98,6 +98,22 @@ def test_phase1_takes_the_new_disk_id_when_given(db) -> None:
     assert {r["temporary_disk_id"] for r in rows} == {wanted}
 
 
+def test_phase1_repeated_with_the_chosen_id_answers_no_row_and_changes_nothing(db) -> None:
+    s = setup(db)
+    wanted = new_id()
+    call = "SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s, v_new_image_group_id => %s)"
+    assert len(db.execute(call, (s.disk.disk_id, s.src, s.dest, wanted)).fetchall()) == 2
+    before = snapshot(db)
+    assert db.execute(call, (s.disk.disk_id, s.src, s.dest, wanted)).fetchall() == []
+    assert snapshot(db) == before
+    # The same id for another move, or an id another disk has: refused.
+    other = make_domain(db, s.pool)
+    assert "already exists" in refused(db, "MD003", call, (s.disk.disk_id, s.src, other, wanted))
+    fresh = setup(db)
+    assert "already exists" in refused(
+        db, "MD003", call, (fresh.disk.disk_id, fresh.src, fresh.dest, s.disk.disk_id))
+
+
 CALL1 = "SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s)"
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -37,6 +37,7 @@ class Ctx:
     dest2: uuid.UUID
     tmp: uuid.UUID | None = None  # the temporary disk of move 1 (S -> D)
     tmp2: uuid.UUID | None = None  # of move 2 (S -> D2)
+    chosen: uuid.UUID = field(default_factory=uuid.uuid4)  # a temporary disk id chosen up front
 
     def names(self) -> dict[uuid.UUID, str]:
         return {self.src: "S", self.dest: "D", self.dest2: "D2"}
@@ -46,6 +47,9 @@ class Ctx:
 CALLS: dict[str, tuple[str, Callable[[Ctx], tuple]]] = {
     "phase1": ("SELECT count(*) AS n FROM CreateTemporaryDiskForMove(%s, %s, %s)",
                lambda c: (c.disk, c.src, c.dest)),
+    "phase1_chosen_id": (
+        "SELECT count(*) AS n FROM CreateTemporaryDiskForMove(%s, %s, %s, v_new_image_group_id => %s)",
+        lambda c: (c.disk, c.src, c.dest, c.chosen)),
     "phase1_to_D2": ("SELECT count(*) AS n FROM CreateTemporaryDiskForMove(%s, %s, %s)",
                      lambda c: (c.disk, c.src, c.dest2)),
     "phase3": ("SELECT UpdateImageGroupStorageDomain(%s, %s, %s) AS n",
@@ -161,6 +165,10 @@ PAIRS = [
     Pair("fresh", "phase1", "phase1_to_D2",
          Outcome(2, "MD003", St("LOCKED", "S", [("D", "LOCKED")])),
          Outcome(2, "MD003", St("LOCKED", "S", [("D2", "LOCKED")]))),
+    # phase 1 retried with the temporary disk id chosen up front: the repeat answers no row.
+    Pair("fresh", "phase1_chosen_id", "phase1_chosen_id",
+         Outcome(2, 0, St("LOCKED", "S", [("D", "LOCKED")])),
+         Outcome(2, 0, St("LOCKED", "S", [("D", "LOCKED")]))),
     # phase 3 vs compensation (scenario 1): whichever commits first decides; the other refuses.
     Pair("in_flight", "phase3", "compensate",
          Outcome(2, "MD003", St("OK", "D", [("D", "LOCKED")])),
@@ -337,7 +345,8 @@ def test_pair(races_dsn, pair: Pair, first: str, second: str, expected: Outcome)
 
 def test_the_table_covers_every_pair_the_issue_names() -> None:
     kinds = {
-        "phase1": "phase1", "phase1_to_D2": "phase1", "phase3": "phase3",
+        "phase1": "phase1", "phase1_chosen_id": "phase1", "phase1_to_D2": "phase1",
+        "phase3": "phase3",
         "phase3_of_move2": "phase3", "compensate": "compensation", "end_refused": "end",
         "remove_deleted": "end", "remove": "removal", "confirm_D": "cleanup",
         "confirm_S": "cleanup",

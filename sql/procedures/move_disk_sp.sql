@@ -18,10 +18,11 @@
 -- v_dest_storage: validates, locks the disk's volumes, creates the LOCKED temporary disk
 -- (alias suffix _To_Be_Deleted) on the source domain mirroring the chain, and one
 -- images_to_be_deleted row per volume. Returns one row per volume: the temporary disk id and
--- the original -> temporary image mapping. With v_command_id, the compensation of the command
--- that runs the move is recorded in business_entity_snapshot (original volumes: their status,
--- CHANGED_STATUS_ONLY; temporary disk and volumes: NEW_ENTITY_ID), which ties the LOCKED volumes
--- to that command.
+-- the original -> temporary image mapping; no row when phase 1 of this very move (the same
+-- v_new_image_group_id, disk and domains) already committed, so that a retry is safe. With
+-- v_command_id, the compensation of the command that runs the move is recorded in
+-- business_entity_snapshot (original volumes: their status, CHANGED_STATUS_ONLY; temporary disk
+-- and volumes: NEW_ENTITY_ID), which ties the LOCKED volumes to that command.
 CREATE OR REPLACE FUNCTION CreateTemporaryDiskForMove(
     v_image_group_id UUID,
     v_src_storage UUID,
@@ -68,6 +69,24 @@ BEGIN
     )
     ORDER BY tmp.image_guid
     FOR UPDATE;
+    -- A repeat with the same v_new_image_group_id (a retry after a crash): already done.
+    IF v_new_image_group_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM base_disks AS b WHERE b.disk_id = v_new_image_group_id
+    ) THEN
+        IF EXISTS (
+            SELECT 1
+            FROM images AS tmp
+            INNER JOIN images_to_be_deleted AS t ON t.image_id = tmp.image_guid
+            WHERE tmp.image_group_id = v_new_image_group_id
+              AND t.src_image_group_id = v_image_group_id
+              AND t.src_storage = v_src_storage
+              AND t.dest_storage = v_dest_storage
+        ) THEN
+            RETURN;  -- phase 1 of this move already committed: no row
+        END IF;
+        RAISE EXCEPTION 'a disk with id % already exists', v_new_image_group_id
+            USING ERRCODE = 'MD003';
+    END IF;
     IF EXISTS (
         SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = ANY(v_old_ids)
     ) THEN
