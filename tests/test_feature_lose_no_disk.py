@@ -8,9 +8,8 @@
 from __future__ import annotations
 
 import psycopg
-from psycopg.rows import dict_row
-
 from feature_rows import LOCKED, OK, make_domain, move_phase1, refused, setup, snapshot
+from psycopg.rows import dict_row
 from test_feature_races import prepare, race
 
 

@@ -19,9 +19,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
-
 from feature_rows import make_domain, setup
+from psycopg.rows import dict_row
 
 STATUS = {1: "OK", 2: "LOCKED", 4: "ILLEGAL"}
 
@@ -397,3 +396,52 @@ def test_the_findings_filter_sees_a_finding_about_the_race(races_dsn) -> None:
         conn.execute("UPDATE images SET imagestatus = 2 WHERE image_group_id = %s", (ctx.disk,))
         assert [f["check_name"] for f in findings_about(conn, ctx)] == ["locked_image_without_command"]
         conn.rollback()
+
+
+def test_random_calls_from_four_connections_never_deadlock_or_leave_a_finding(races_dsn) -> None:
+    """Four connections run the phase functions on one disk in random order (moving it back
+    and forth between S and D), each call in its own transaction: no deadlock (40P01), no
+    error outside the contract, and whatever the interleaving, a state VerifyAll finds
+    nothing in."""
+    import random
+
+    ctx = prepare(races_dsn, "fresh")
+    names = [n for n in CALLS if n not in ("phase3_of_move2",)]
+    answers: list[int | str] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        with psycopg.connect(races_dsn, row_factory=dict_row) as conn:
+            for _ in range(40):
+                with lock:  # learn where the disk is and its latest temporary disk, as an
+                    # engine would (the disk moves back and forth between S and D)
+                    row = conn.execute(
+                        "SELECT tmp.image_group_id AS id FROM images_to_be_deleted t "
+                        "JOIN images tmp ON tmp.image_guid = t.image_id "
+                        "WHERE t.src_image_group_id = %s ORDER BY t._create_date DESC LIMIT 1",
+                        (ctx.disk,)).fetchone()
+                    on_d = conn.execute(
+                        "SELECT IsImageGroupOnStorageDomain(%s, %s) AS b", (ctx.disk, ctx.dest)
+                    ).fetchone()["b"]
+                    conn.commit()
+                    src, dest = (ctx.dest, ctx.src) if on_d else (ctx.src, ctx.dest)
+                    local = Ctx(**{**ctx.__dict__, "tmp": row["id"] if row else ctx.disk,
+                                   "src": src, "dest": dest})
+                got = _run(conn, rnd.choice(names), local)
+                conn.commit() if isinstance(got, int) else conn.rollback()
+                with lock:
+                    answers.append(got)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 160
+    assert {a for a in answers if not isinstance(a, int)} <= {"MD001", "MD002", "MD003", "MD006"}
+    assert any(isinstance(a, int) and a > 0 for a in answers)
+    with psycopg.connect(races_dsn, row_factory=dict_row) as conn:
+        assert findings_about(conn, ctx) == []
+        # The disk is whole on exactly one domain (I1 in the database's terms).
+        assert state(conn, ctx)["disk"][1] in (["S"], ["D"], ["D2"])
