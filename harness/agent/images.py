@@ -330,12 +330,16 @@ def empty_checksum(size: int) -> str:
 # --- copying ------------------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1
+try:  # resolved here, once: the child only calls it (no dynamic loading after fork)
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
+    _prctl = None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """qemu-img dies with the agent thread that started it (as VDSM's children do)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 _direct_io: dict[int, bool] = {}
