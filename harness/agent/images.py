@@ -371,7 +371,8 @@ def convert(src: Path, dst: Path, fmt: str, backing: str | None,
     (StopRequested)."""
     args = [tool("qemu-img"), "convert", "-p", "-f", QEMU_FORMAT[fmt], "-O", QEMU_FORMAT[fmt]]
     if cache is None:
-        cache = "none" if supports_direct_io(dst.parent) else "writeback"
+        cache = os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or (
+            "none" if supports_direct_io(dst.parent) else "writeback")
     args += ["-t", cache]
     if fmt == COW:
         args += ["-o", "compat=1.1"]
