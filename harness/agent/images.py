@@ -363,12 +363,13 @@ def supports_direct_io(directory: Path) -> bool:
 
 def convert(src: Path, dst: Path, fmt: str, backing: str | None,
             on_percent: Callable[[float], float | None], should_stop: Callable[[], bool],
-            cache: str | None = None, backing_fmt: str | None = None) -> None:
+            cache: str | None = None, backing_fmt: str | None = None,
+            on_hold: Callable[[], None] | None = None) -> None:
     """``qemu-img convert -p`` of one volume into ``dst`` (created, same format; a qcow2
     layer gets ``backing`` as its backing file and only its own clusters). ``on_percent``
     gets qemu-img's progress and may answer a number of seconds to hold qemu-img still
-    (SIGSTOP .. SIGCONT: a slow copy); ``should_stop()`` true kills qemu-img
-    (StopRequested)."""
+    (SIGSTOP .. SIGCONT: a slow copy), during which ``on_hold()`` is called every 10 ms;
+    ``should_stop()`` true kills qemu-img (StopRequested)."""
     args = [tool("qemu-img"), "convert", "-p", "-f", QEMU_FORMAT[fmt], "-O", QEMU_FORMAT[fmt]]
     if cache is None:
         cache = os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or (
@@ -407,7 +408,7 @@ def convert(src: Path, dst: Path, fmt: str, backing: str | None,
                         continue
                     pause = on_percent(pct)
                     if pause and pause > 0:
-                        _hold(proc, pause, should_stop)
+                        _hold(proc, pause, should_stop, on_hold)
             proc.wait()
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
@@ -424,13 +425,16 @@ def convert(src: Path, dst: Path, fmt: str, backing: str | None,
                                f"{lines[-1] if lines else ''}", exit=proc.returncode)
 
 
-def _hold(proc: subprocess.Popen[bytes], seconds: float, should_stop: Callable[[], bool]) -> None:
+def _hold(proc: subprocess.Popen[bytes], seconds: float, should_stop: Callable[[], bool],
+          on_hold: Callable[[], None] | None) -> None:
     """Keep qemu-img stopped for ``seconds`` (less if asked to stop)."""
     os.kill(proc.pid, signal.SIGSTOP)
     try:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not should_stop():
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+            if on_hold is not None:
+                on_hold()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGCONT)

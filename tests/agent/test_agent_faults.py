@@ -274,3 +274,19 @@ def test_faults_last_for_their_count_or_until_cleared(
     assert copy(imgs[1]) == 0
     with pytest.raises(E.InvalidParameter):
         sim.add_fault("explode")
+
+
+def test_a_slow_copy_reports_its_progress_at_its_pace(
+    client: StorageClient, sim: SimControl, pool: Pool
+) -> None:
+    """Even a volume qemu-img copies in one step shows its progress moving at the pace."""
+    img, _ = make_image(sim, pool.src, mib=1)
+    sim.add_fault("copy_delay", imgUUID=img, bytes_per_second=2 * MiB)
+    task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY)
+    seen = set()
+    t0 = time.monotonic()
+    while (st := client.get_task_status(task))["taskState"] == "running":
+        seen.add(st["progress"]["bytes_done"])
+        time.sleep(0.02)
+    assert st["taskResult"] == "success" and time.monotonic() - t0 >= 0.45
+    assert len({b for b in seen if 0 < b < MiB}) >= 3  # several steps between 0 and the end
