@@ -100,7 +100,8 @@ def main() -> int:
         src_files = [src_dir / v for v in vols]
         direct_dir = work / "convert-target"
         cp_dir = work / "cp-target"
-        cache = "none" if images.supports_direct_io(work) else "writeback"
+        cache = os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or (
+            "none" if images.supports_direct_io(work) else "writeback")
 
         times: dict[str, list[float]] = {"agent": [], "convert": [], "cp_sync": [], "cp": []}
         split: dict[str, list[float]] = {}

@@ -44,3 +44,32 @@ def test_each_user_error_has_its_type_and_changes_nothing(db) -> None:
 def test_function_names_are_identifiers_only(db) -> None:
     with pytest.raises(MovediskError, match="not a function name"):
         call(db, "GetAllFromDisks(); DROP TABLE images; --")
+
+
+def test_every_error_type_has_its_own_exit_code() -> None:
+    """A script tells errors apart by exit code: no two error types share one, except a
+    subclass that keeps its parent's (it is a kind of that error)."""
+    import importlib
+    import pkgutil
+
+    import movedisk
+    from movedisk.errors import MovediskError
+
+    for mod in pkgutil.walk_packages(movedisk.__path__, "movedisk."):
+        if not mod.name.endswith("__main__"):
+            importlib.import_module(mod.name)
+    # shared on purpose: to a script both mean "another process holds this disk"
+    shared = {frozenset({"DiskBusy", "LeaseLost"})}
+    seen: dict[int, type] = {}
+    stack = [MovediskError]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        code = cls.__dict__.get("exit_code")
+        if code is None:
+            continue
+        other = seen.setdefault(code, cls)
+        assert other is cls or issubclass(cls, other) or issubclass(other, cls) or \
+            frozenset({cls.__name__, other.__name__}) in shared, (
+            f"exit code {code}: {other.__module__}.{other.__name__} and "
+            f"{cls.__module__}.{cls.__name__}")

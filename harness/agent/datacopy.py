@@ -10,7 +10,11 @@ slow the copy down by more than the 20% the benchmark allows; CRC-32 per 4 MiB
 block detects every corruption a copy is likely to make (torn, shifted,
 zeroed or truncated ranges). It is a verification, not a signature.
 
-Copy: the source's data extents (SEEK_DATA / SEEK_HOLE) are copied with
+For a qcow2 volume, ``checksum`` is this same crc32-4m taken over the volume's own layer
+as a raw disk (images.layer_checksum); ``raw_checksum`` is always the file's bytes.
+
+Copy (``copy_sparse``, used by ``agent import``; volumes themselves are copied by
+qemu-img convert, see images.py): the source's data extents (SEEK_DATA / SEEK_HOLE) are copied with
 ``os.copy_file_range`` in chunks (falling back to ``os.sendfile``); holes stay
 holes. A second thread computes the destination's checksum behind the copy,
 reading blocks as soon as they are written (from the page cache), so that

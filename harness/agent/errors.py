@@ -54,7 +54,7 @@ class QemuToolMissing(AgentError):
     """qemu-img or qemu-io is not installed where the agent runs."""
 
     code = "MD204"
-    exit_code = 15
+    exit_code = 18
     vdsm_code = 100
 
 

@@ -33,6 +33,7 @@ import os
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -182,8 +183,59 @@ class Layer:
         return sum(n for _, n, _ in self.data)
 
 
-def layer(path: Path, fmt: str) -> Layer:
-    """Where the volume's own data is (a raw file: its data extents)."""
+_OFFSET_MASK = 0x00FFFFFFFFFFFE00
+_COMPRESSED = 1 << 62
+# incompatible features this reader does not follow: corrupt, external data file, extended L2
+_UNREAD_INCOMPATIBLE = (1 << 1) | (1 << 2) | (1 << 4)
+
+
+def qcow2_layer(path: Path) -> Layer | None:
+    """The data clusters of a qcow2 layer read from its L1/L2 tables (no subprocess), or
+    None when the image uses what this reader leaves to qemu-img (encryption, compressed
+    clusters, an external data file, subclusters, a corrupt flag)."""
+    with open(path, "rb") as f:
+        hdr = f.read(104)
+        if len(hdr) < 72 or hdr[:4] != datacopy.QCOW2_MAGIC:
+            return None
+        version, = struct.unpack_from(">I", hdr, 4)
+        cluster_bits, = struct.unpack_from(">I", hdr, 20)
+        size, crypt, l1_size, l1_offset = struct.unpack_from(">QIIQ", hdr, 24)
+        if version not in (2, 3) or crypt != 0 or not 9 <= cluster_bits <= 21:
+            return None
+        if version == 3 and struct.unpack_from(">Q", hdr, 72)[0] & _UNREAD_INCOMPATIBLE:
+            return None
+        cs = 1 << cluster_bits
+        per_l2 = cs // 8
+        f.seek(l1_offset)
+        l1 = struct.unpack(f">{l1_size}Q", f.read(8 * l1_size))
+        data: list[tuple[int, int, int]] = []
+        for i, l1e in enumerate(l1):
+            l2_offset = l1e & _OFFSET_MASK
+            if not l2_offset:
+                continue
+            f.seek(l2_offset)
+            l2 = struct.unpack(f">{per_l2}Q", f.read(cs))
+            for j, e in enumerate(l2):
+                if e & _COMPRESSED:
+                    return None
+                host = e & _OFFSET_MASK
+                if not host or (version == 3 and e & 1):  # unallocated, or reads as zeros
+                    continue
+                start = (i * per_l2 + j) * cs
+                if start >= size:
+                    break
+                n = min(cs, size - start)
+                if data and data[-1][0] + data[-1][1] == start and data[-1][2] + data[-1][1] == host:
+                    data[-1] = (data[-1][0], data[-1][1] + n, data[-1][2])
+                else:
+                    data.append((start, n, host))
+    return Layer(size, data)
+
+
+def layer(path: Path, fmt: str, use_qemu: bool = False) -> Layer:
+    """Where the volume's own data is (a raw file: its data extents; a qcow2 file: its
+    tables, read here or, for what this reader leaves alone or with ``use_qemu``, as
+    ``qemu-img map`` of the layer opened without its backing file reports them)."""
     if fmt == RAW:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -191,22 +243,45 @@ def layer(path: Path, fmt: str) -> Layer:
             return Layer(size, [(s, e - s, s) for s, e in datacopy.data_extents(fd, size)])
         finally:
             os.close(fd)
+    if not use_qemu:
+        got = qcow2_layer(path)
+        if got is not None:
+            return got
     res = _run([tool("qemu-img"), "map", "-U", "--output=json", _layer_json(path)], cwd=path.parent)
     entries = json.loads(res.stdout)
     size = max((e["start"] + e["length"] for e in entries), default=0)
     data = []
     for e in entries:
         if e.get("data") and not e.get("zero"):
-            if "offset" not in e:  # compressed or encrypted: not read here
-                raise QemuImgError(f"volume {path.name} has data clusters without a file offset "
-                                   "(compressed?)", volume=str(path))
+            if "offset" not in e:  # compressed: no place in the file to read it from
+                raise _NoOffsets()
             data.append((e["start"], e["length"], e["offset"]))
     return Layer(size, data)
 
 
-def layer_checksum(path: Path, fmt: str) -> tuple[str, int]:
+class _NoOffsets(Exception):
+    """The layer's data cannot be read in place (compressed clusters)."""
+
+
+def _converted_layer_checksum(path: Path) -> tuple[str, int]:
+    """The layer converted by qemu-img to a sparse raw scratch file, then checksummed."""
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".raw")
+    os.close(fd)
+    try:
+        _run([tool("qemu-img"), "convert", "-U", "-O", "raw", _layer_json(path), scratch],
+             cwd=path.parent)
+        lay = layer(Path(scratch), RAW)
+        return datacopy.raw_checksum(scratch), lay.data_bytes
+    finally:
+        os.unlink(scratch)
+
+
+def layer_checksum(path: Path, fmt: str, use_qemu: bool = False) -> tuple[str, int]:
     """(checksum of the volume's own layer, its data bytes); see the module's docstring."""
-    lay = layer(path, fmt)
+    try:
+        lay = layer(path, fmt, use_qemu)
+    except _NoOffsets:
+        return _converted_layer_checksum(path)
     nblocks = (lay.size + datacopy.BLOCK - 1) // datacopy.BLOCK
     by_block: dict[int, list[tuple[int, int, int]]] = {}
     for start, n, off in lay.data:
@@ -255,12 +330,16 @@ def empty_checksum(size: int) -> str:
 # --- copying ------------------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1
+try:  # resolved here, once: the child only calls it (no dynamic loading after fork)
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
+    _prctl = None
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """qemu-img dies with the agent thread that started it (as VDSM's children do)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 _direct_io: dict[int, bool] = {}
@@ -284,15 +363,17 @@ def supports_direct_io(directory: Path) -> bool:
 
 def convert(src: Path, dst: Path, fmt: str, backing: str | None,
             on_percent: Callable[[float], float | None], should_stop: Callable[[], bool],
-            cache: str | None = None, backing_fmt: str | None = None) -> None:
+            cache: str | None = None, backing_fmt: str | None = None,
+            on_hold: Callable[[], None] | None = None) -> None:
     """``qemu-img convert -p`` of one volume into ``dst`` (created, same format; a qcow2
     layer gets ``backing`` as its backing file and only its own clusters). ``on_percent``
     gets qemu-img's progress and may answer a number of seconds to hold qemu-img still
-    (SIGSTOP .. SIGCONT: a slow copy); ``should_stop()`` true kills qemu-img
-    (StopRequested)."""
+    (SIGSTOP .. SIGCONT: a slow copy), during which ``on_hold()`` is called every 10 ms;
+    ``should_stop()`` true kills qemu-img (StopRequested)."""
     args = [tool("qemu-img"), "convert", "-p", "-f", QEMU_FORMAT[fmt], "-O", QEMU_FORMAT[fmt]]
     if cache is None:
-        cache = "none" if supports_direct_io(dst.parent) else "writeback"
+        cache = os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or (
+            "none" if supports_direct_io(dst.parent) else "writeback")
     args += ["-t", cache]
     if fmt == COW:
         args += ["-o", "compat=1.1"]
@@ -327,7 +408,7 @@ def convert(src: Path, dst: Path, fmt: str, backing: str | None,
                         continue
                     pause = on_percent(pct)
                     if pause and pause > 0:
-                        _hold(proc, pause, should_stop)
+                        _hold(proc, pause, should_stop, on_hold)
             proc.wait()
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
@@ -344,13 +425,16 @@ def convert(src: Path, dst: Path, fmt: str, backing: str | None,
                                f"{lines[-1] if lines else ''}", exit=proc.returncode)
 
 
-def _hold(proc: subprocess.Popen[bytes], seconds: float, should_stop: Callable[[], bool]) -> None:
+def _hold(proc: subprocess.Popen[bytes], seconds: float, should_stop: Callable[[], bool],
+          on_hold: Callable[[], None] | None) -> None:
     """Keep qemu-img stopped for ``seconds`` (less if asked to stop)."""
     os.kill(proc.pid, signal.SIGSTOP)
     try:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not should_stop():
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+            if on_hold is not None:
+                on_hold()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGCONT)

@@ -315,7 +315,7 @@ class Agent:
                 else:
                     rate = int(f.params.get("chunk", 1 << 20)) / float(
                         f.params.get("sleep_per_chunk", 0.1))
-        started, base = time.monotonic(), task.bytes_done
+        started = time.monotonic()  # the pace counts from the start of this volume
 
         def apply_faults() -> None:
             for f in faults:
@@ -328,26 +328,41 @@ class Agent:
                         f"low level Image copy failed: injected fault after "
                         f"{task.bytes_done} bytes", faultID=f.id, bytes_done=task.bytes_done)
 
-        def on_percent(pct: float) -> float | None:
+        reached = 0  # what qemu-img has reported for this volume (bytes of ``weight``)
+
+        def report(upto: int) -> None:
+            """Move the task's progress to ``upto`` bytes of this volume; a slow copy shows
+            no more than its pace allows, the rest comes while qemu-img is held."""
             nonlocal done
-            target = int(weight * min(pct, 100.0) / 100)
-            if target > done:
-                self.tasks.progress(task, target - done)
-                done = target
+            if rate is not None:
+                upto = min(upto, int(rate * (time.monotonic() - started)))
+            if upto > done:
+                self.tasks.progress(task, upto - done)
+                done = upto
             apply_faults()
+
+        def on_percent(pct: float) -> float | None:
+            nonlocal reached
+            reached = max(reached, int(weight * min(pct, 100.0) / 100))
+            report(reached)
             if rate is None:
                 return None
-            return (task.bytes_done - base) / rate - (time.monotonic() - started)
+            return reached / rate - (time.monotonic() - started)
 
         apply_faults()
         try:
             images.convert(src, dst, fmt, backing, on_percent, task.stop_event.is_set,
-                           backing_fmt=backing_fmt)
+                           backing_fmt=backing_fmt, on_hold=lambda: report(reached))
         except images.StopRequested:
             raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id) from None
         except QemuImgError as exc:
             raise CopyImageError(f"low level Image copy failed: {exc.message}",
                                  volUUID=dst.name) from None
+        while rate is not None and done < weight:  # qemu-img ended before its pace did
+            if task.stop_event.is_set():
+                raise TaskAborted("Task is aborted: stopped by Task.stop", taskID=task.id)
+            time.sleep(0.01)
+            report(weight)
         if weight > done:
             self.tasks.progress(task, weight - done)
         apply_faults()

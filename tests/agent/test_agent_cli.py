@@ -125,7 +125,7 @@ def test_agent_without_qemu_img_says_what_to_install(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "movedisk.agent.server", "--root",
                           str(tmp_path / "root")], capture_output=True, text=True, env=env,
                          timeout=30)
-    assert res.returncode == 15
+    assert res.returncode == 18
     assert res.stderr.strip().splitlines() == [
         "agent: QemuToolMissing: qemu-img not found: install qemu-utils (apt-get install "
         "qemu-utils; `make test` does it as root)"]

@@ -38,6 +38,21 @@ def wait_for(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def qemu_img_processes(word: str) -> list[int]:
+    """Pids of live qemu-img processes whose command line mentions ``word``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if argv and argv[0].endswith(b"qemu-img") and state != "Z" and \
+                any(word.encode() in a for a in argv):
+            out.append(int(proc.name))
+    return out
+
+
 def ls_json(root: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict[str, Any]]:
     capsys.readouterr()
     assert movedisk(["agent", "ls", "--root", str(root), "--json", *extra]) in (0, 1)
@@ -87,7 +102,9 @@ def test_agent_sigkilled_mid_copy_reports_the_task_failed_after_restart(
     sim.add_fault("copy_delay", imgUUID=img, bytes_per_second=8 * MiB)
     task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY, tag="cmd-crash")
     wait_for(lambda: client.get_task_status(task)["progress"]["bytes_done"] >= MiB, what="progress")
+    assert qemu_img_processes(img), "the copy runs in qemu-img"
     assert agent.kill() == -9
+    wait_for(lambda: not qemu_img_processes(img), timeout=5, what="qemu-img to die with the agent")
     with pytest.raises(E.AgentUnavailable):
         client.get_task_status(task)
     # while the agent is down, ls reads the files: the partial copy is there
@@ -257,3 +274,19 @@ def test_faults_last_for_their_count_or_until_cleared(
     assert copy(imgs[1]) == 0
     with pytest.raises(E.InvalidParameter):
         sim.add_fault("explode")
+
+
+def test_a_slow_copy_reports_its_progress_at_its_pace(
+    client: StorageClient, sim: SimControl, pool: Pool
+) -> None:
+    """Even a volume qemu-img copies in one step shows its progress moving at the pace."""
+    img, _ = make_image(sim, pool.src, mib=1)
+    sim.add_fault("copy_delay", imgUUID=img, bytes_per_second=2 * MiB)
+    task = client.move_image(pool.sp, pool.src, pool.dst, img, COPY)
+    seen = set()
+    t0 = time.monotonic()
+    while (st := client.get_task_status(task))["taskState"] == "running":
+        seen.add(st["progress"]["bytes_done"])
+        time.sleep(0.02)
+    assert st["taskResult"] == "success" and time.monotonic() - t0 >= 0.45
+    assert len({b for b in seen if 0 < b < MiB}) >= 3  # several steps between 0 and the end

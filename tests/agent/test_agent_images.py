@@ -145,3 +145,29 @@ def test_a_copy_that_does_not_match_its_source_is_never_legal(
     assert client.get_images(pool.sp, pool.src) == [img]  # a failed copy never deletes
     assert [v["legality"] for v in client.volumes_info(pool.sp, pool.dst, img)] == \
         ["ILLEGAL", "ILLEGAL"]
+
+
+@pytest.mark.parametrize("compat", ["1.1", "0.10"])
+def test_layer_read_from_the_qcow2_tables_is_what_qemu_img_map_says(
+    tmp_path: Path, compat: str
+) -> None:
+    """The checksum reads a qcow2 layer's own tables; qemu-img map is the reference, over
+    copy-on-write partial clusters, zeroed and discarded ranges, an odd virtual size, a
+    second L2 table, and (read by qemu-img only) compressed clusters."""
+    from movedisk.agent import images
+
+    base, top = tmp_path / "base", tmp_path / "top"
+    qemu("create", "-f", "qcow2", "-o", f"compat={compat},cluster_size=4096", str(base),
+         str(3 * MiB + 1234))
+    qemu_io(base, "write -P 0x61 0 1M", "write -P 0x62 2M 700k", "write -P 0x63 3M 1234")
+    qemu("create", "-f", "qcow2", "-o", f"compat={compat},cluster_size=4096", "-b", "base", "-F",
+         "qcow2", str(top), str(3 * MiB + 1234), cwd=tmp_path)
+    qemu_io(top, "write -P 0x71 1000 10", "write -z 512k 64k", "discard 2M 8k",
+            "write -P 0x72 2100k 3k")
+    packed = tmp_path / "packed"
+    qemu("convert", "-c", "-O", "qcow2", str(base), str(packed))
+    for f in (base, top, packed):
+        assert images.layer_checksum(f, "COW") == images.layer_checksum(f, "COW", use_qemu=True)
+    assert images.qcow2_layer(base) is not None and images.qcow2_layer(packed) is None
+    lay = images.qcow2_layer(top)
+    assert lay is not None and len(lay.data) >= 2 and lay.size == 3 * MiB + 1536  # in sectors
