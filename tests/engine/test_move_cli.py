@@ -157,7 +157,7 @@ def test_a_worker_killed_mid_move_is_taken_over_by_another(world, point) -> None
     assert res.returncode == 0, res.stderr
     finished = json.loads(res.stdout)["finished"]
     assert [f["stage"] for f in finished] == ["ENDED_SUCCESS"]
-    assert 19002 in [r["log_type"] for r in world.rows("SELECT log_type FROM audit_log")]
+    assert 20002 in [r["log_type"] for r in world.rows("SELECT log_type FROM audit_log")]
     world.check()
 
 
