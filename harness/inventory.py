@@ -47,6 +47,10 @@ DOMAIN_STATUS = {"active": 3, "maintenance": 6, "inactive": 4}
 GB = 1 << 30
 
 
+class _Rehearsed(Exception):
+    """Ends the rehearsal transaction of :func:`build`."""
+
+
 class InventoryError(MovediskError):
     """The inventory file is not valid (nothing was created)."""
 
@@ -104,6 +108,16 @@ def build(conn: psycopg.Connection[Any], sim: SimControl | None, spec: dict[str,
     ``salt`` varies the ids derived from names (tests build the same file many times)."""
     global _SALT
     _SALT = salt
+    if sim is not None:
+        # A rehearsal on the database alone, rolled back: a bad file fails here, before the
+        # agent made anything.
+        try:
+            with conn.transaction():
+                for dc in spec["data_centers"]:
+                    _data_center(conn, None, dc, Made())
+                raise _Rehearsed
+        except _Rehearsed:
+            pass
     made = Made()
     with conn.transaction():
         for dc in spec["data_centers"]:
