@@ -223,7 +223,12 @@ def _move(args: argparse.Namespace) -> int:
         emit(args, _move_result(cmd), lambda r: f"{r['command_id']}")
         return 0
     cmd = engine.start(disk, dest)
-    cmd = engine.run(cmd)
+    try:
+        cmd = engine.run(cmd)
+    except MovediskError as exc:  # give the move up at once: recovery may take it over now
+        printer.close_bar()
+        engine.store.release_lease(cmd.command_id, engine.owner, exc.message)
+        raise
     printer.close_bar()
     emit(args, _move_result(cmd), lambda r: f"move {r['command_id']}: {r['stage']}")
     if cmd.stage == Stage.ENDED_FAILURE:

@@ -85,3 +85,37 @@ def test_failed_destination_deletion_is_recorded_then_cleaned_up(world) -> None:
     assert len(report.done) == 1 and not report.failed
     assert world.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
     world.check()
+
+
+def test_agent_killed_mid_copy_then_restarted_the_move_ends_with_failure_and_nothing_left(world) -> None:
+    import threading
+
+    from movedisk.engine import recover
+    from movedisk.errors import MovediskError
+
+    world.sim.add_fault("copy_delay", imgUUID=str(world.disk("vm1-data")), bytes_per_second=1 << 20)
+    eng = world.engine()
+    cmd = eng.start(world.disk("vm1-data"), world.domain("D"))
+    errors = []
+
+    def run() -> None:
+        try:
+            eng.run(cmd)
+        except MovediskError as exc:
+            errors.append(type(exc).__name__)
+            eng.store.release_lease(cmd.command_id, eng.owner, exc.message)
+
+    t = threading.Thread(target=run)
+    t.start()
+    while not world.rows("SELECT 1 FROM move_disk_commands WHERE stage = 'COPYING'"):
+        pass
+    world.agent.restart()  # SIGKILL mid-copy, then a new agent on the same root
+    t.join(30)
+    # Either the mover saw the agent gone (and gave the move up), or it already saw the
+    # restarted agent report the copy interrupted (411) and ended the move itself.
+    assert errors in ([], ["AgentUnavailable"])
+    recover.recover(world.engine(owner="another-host:1:1"))
+    assert [r["stage"] for r in world.rows("SELECT stage FROM move_disk_commands")] == ["ENDED_FAILURE"]
+    assert placement(world, "vm1-data") == {world.domain("S")}
+    assert world.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
+    world.check()
