@@ -1,10 +1,12 @@
-"""Benchmark: whole disk moves per second with 1, 2 and 4 worker processes and an agent whose
-copies are instant (1-volume disks of 4 KiB of data), against pgbench's simple-update rate
-(-N, as many clients as workers) on the same throwaway cluster in the same run; and what one
-move costs: round trips from the engine (stored function calls), functions run in the server
-(pg_stat_user_functions, nested calls included), agent RPCs.
+"""Benchmark: whole disk moves per second with 1, 2 and 4 worker processes against pgbench's
+simple-update rate (-N, as many clients as workers) on the same throwaway cluster in the same
+run, with an instant agent (an in-process stand-in whose tasks finish at once: the engine and
+the database alone) and with the real agent (qemu-img copies, fsynced, of 1-volume disks of
+4 KiB of data); and what one move costs: round trips from the engine (stored function calls),
+functions run in the server (pg_stat_user_functions, nested calls included), agent RPCs.
 
-Prints one JSON object. Environment: BENCH_MOVES (disks per worker count, default 120),
+Prints one JSON object. Environment: BENCH_MOVES (disks per worker count with the real agent,
+default 60; four times as many with the instant one),
 BENCH_SECONDS (pgbench duration, default 5).
 """
 
@@ -21,6 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,7 +38,7 @@ from movedisk.engine.move import Engine  # noqa: E402
 from movedisk.engine.store import Store  # noqa: E402
 from movedisk.pgserver import ThrowawayCluster  # noqa: E402
 
-MOVES = int(os.environ.get("BENCH_MOVES", 120))
+MOVES = int(os.environ.get("BENCH_MOVES", 60))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
 
 
@@ -57,15 +60,71 @@ class CountingClient(StorageClient):
         return super().call(method, **params)
 
 
-def worker(dsn: str, sock: str, disks: list[str], dest: str, out: mp.Queue) -> None:
+class InstantAgent:
+    """The StorageClient verbs the engine uses, answered at once from memory: a copy or a
+    deletion is finished when asked (what the engine and the database cost, alone)."""
+
+    calls = 0
+
+    def __init__(self, volumes: dict[str, list[str]], src: str) -> None:
+        self.where = {(src, img): vols for img, vols in volumes.items()}
+        self.tasks: dict[str, dict] = {}
+
+    def _task(self, verb: str, tag: str | None) -> str:
+        tid = str(uuid.uuid4())
+        self.tasks[tid] = {"taskID": tid, "taskState": "finished", "taskResult": "success",
+                           "code": 0, "message": "", "verb": verb, "tag": tag, "created": 0,
+                           "progress": {"bytes_done": 4096, "bytes_total": 4096}}
+        return tid
+
+    def tasks_by_tag(self, tag: str) -> list[dict]:
+        InstantAgent.calls += 1
+        return [t for t in self.tasks.values() if t["tag"] == tag]
+
+    def move_image(self, sp, src, dst, img, op, postZero=False, force=False, tag=None) -> str:
+        InstantAgent.calls += 1
+        self.where[(dst, img)] = self.where[(src, img)]
+        return self._task("Image.move", tag)
+
+    def delete_image(self, sp, sd, img, postZero=False, force=False, tag=None) -> str:
+        InstantAgent.calls += 1
+        self.where.pop((sd, img), None)
+        return self._task("Image.delete", tag)
+
+    def get_task_status(self, tid: str) -> dict:
+        InstantAgent.calls += 1
+        return self.tasks[tid]
+
+    def wait_task(self, tid: str, timeout: float = 60.0) -> dict:
+        return self.get_task_status(tid)
+
+    def clear_task(self, tid: str) -> bool:
+        InstantAgent.calls += 1
+        return self.tasks.pop(tid, None) is not None
+
+    def volumes_info(self, sp, sd, img) -> list[dict]:
+        from movedisk.agent.errors import ImageDoesNotExistInSD
+
+        InstantAgent.calls += 1
+        if (sd, img) not in self.where:
+            raise ImageDoesNotExistInSD("no such image", imgUUID=img, sdUUID=sd)
+        return [{"volUUID": v, "image": img, "legality": "LEGAL", "checksum": "c"}
+                for v in self.where[(sd, img)]]
+
+
+def worker(dsn: str, sock: str | None, disks: list[str], dest: str, out: mp.Queue,
+           volumes: dict[str, list[str]], src: str, ready: mp.Queue, go: Any) -> None:
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
-    client = CountingClient(sock)
+    client = CountingClient(sock) if sock else InstantAgent(volumes, src)
+    ready.put(1)
+    go.wait()
     eng = Engine(Store(conn), client, poll_seconds=0.002, max_poll_seconds=0.01)
     ended = []
     for d in disks:
         ended.append(eng.run(eng.start(uuid.UUID(d), uuid.UUID(dest))).stage)
     out.put({"stages": ended, "store_calls": sum(eng.store.calls.values()),
-             "agent_calls": CountingClient.calls, "by_function": dict(eng.store.calls)})
+             "agent_calls": CountingClient.calls + InstantAgent.calls,
+             "by_function": dict(eng.store.calls)})
 
 
 def pgbench(cluster: ThrowawayCluster, db: str, clients: int) -> float:
@@ -96,22 +155,34 @@ def main() -> int:
                                  env={**os.environ, "PYTHONPATH": str(REPO)})
         wait_for_agent(sock)
         sim = SimControl(sock)
-        results = {}
-        for workers in (1, 2, 4):
-            tag = f"w{workers}"
+        results: dict = {"instant_agent": {}, "real_agent": {}}
+        for agent_kind, workers in [("instant_agent", w) for w in (1, 2, 4)] + [
+                ("real_agent", w) for w in (1, 2, 4)]:
+            instant = agent_kind == "instant_agent"
+            tag = f"{agent_kind[0]}w{workers}"
             with psycopg.connect(dsn, row_factory=dict_row) as conn:
-                made = inventory.build(conn, sim, spec(MOVES, tag), salt=tag)
+                made = inventory.build(conn, None if instant else sim,
+                                       spec(MOVES * (4 if instant else 1), tag), salt=tag)
             disks = [d["id"] for d in made.disks.values()]
+            volumes = {d["id"]: d["volumes"] for d in made.disks.values()}
             dest = made.domains[f"D-{tag}"]
+            src = made.domains[f"S-{tag}"]
             with psycopg.connect(dsn, autocommit=True) as c:
                 c.execute("SELECT pg_stat_reset()")
             time.sleep(0.6)  # the statistics collector's reset reaches the counters
             q: mp.Queue = mp.Queue()
-            procs = [mp.Process(target=worker, args=(dsn, sock, disks[i::workers], dest, q))
-                     for i in range(workers)]
-            t0 = time.perf_counter()
+            ready: mp.Queue = mp.Queue()
+            go = mp.Event()
+            procs = [mp.Process(target=worker, args=(
+                dsn, None if instant else sock, disks[i::workers], dest, q,
+                {d: volumes[d] for d in disks[i::workers]}, src, ready, go))
+                for i in range(workers)]
             for p in procs:
                 p.start()
+            for _ in procs:
+                ready.get(timeout=60)  # connected, waiting: process start-up is not timed
+            t0 = time.perf_counter()
+            go.set()
             outs = [q.get(timeout=600) for _ in procs]
             for p in procs:
                 p.join()
@@ -123,15 +194,16 @@ def main() -> int:
             assert stages == ["ENDED_SUCCESS"] * len(disks), set(stages)
             tps = pgbench(cluster, "pgb", workers)
             rate = len(disks) / seconds
-            results[str(workers)] = {
+            results[agent_kind][str(workers)] = {
                 "moves": len(disks), "seconds": round(seconds, 3), "moves_per_s": round(rate, 1),
                 "pgbench_simple_update_tps": round(tps, 1),
                 "ratio_moves_to_pgbench_tx": round(rate / tps, 4),
+                "pgbench_tx_per_move": round(tps / rate, 1),
                 "round_trips_per_move": round(sum(o["store_calls"] for o in outs) / len(disks), 2),
                 "server_function_calls_per_move": round(int(fn_calls) / len(disks), 2),
                 "agent_rpcs_per_move": round(sum(o["agent_calls"] for o in outs) / len(disks), 2),
             }
-            if workers == 1:
+            if workers == 1 and instant:
                 results["calls_of_one_worker"] = outs[0]["by_function"]
         print(json.dumps({"bench": "move_throughput", "results": results}, indent=1))
     finally:

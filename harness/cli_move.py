@@ -9,7 +9,6 @@ process died or whose lease expired); ``--no-recover`` skips that.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import uuid
@@ -18,7 +17,6 @@ from typing import Any
 
 from . import inventory
 from .agent import SimControl, StorageClient
-from .agent.client import default_socket
 from .cli import common_options, emit
 from .db import connect
 from .engine import cleanup as cleanup_mod
@@ -40,12 +38,10 @@ class MoveFailed(MovediskError):
 
 
 def agent_socket(args: argparse.Namespace) -> str:
-    explicit = getattr(args, "agent", None) or os.environ.get("MOVEDISK_AGENT_SOCKET")
-    if explicit:
-        return str(explicit)
-    from .agent.cli import default_root
+    """--agent, else MOVEDISK_AGENT_SOCKET, else the embedded agent (started if need be)."""
+    from .embedded import agent_socket as resolve
 
-    return default_socket(default_root())
+    return resolve(getattr(args, "agent", None))
 
 
 def _options(p: argparse.ArgumentParser, recover: bool = True) -> argparse.ArgumentParser:
@@ -92,7 +88,8 @@ def register(sub: Any) -> None:
     p.add_argument("file", help="the inventory file (see movedisk.inventory for its format)")
     p.set_defaults(handler=_inventory)
 
-    p = _options(sub.add_parser("worker", help=argparse.SUPPRESS), recover=False)
+    p = _options(sub.add_parser("worker", help="(internal) run one move in the background, as "
+                                "move without --wait starts it"), recover=False)
     p.add_argument("command_id")
     p.add_argument("--claim-from", default=None)
     p.set_defaults(handler=_worker)
@@ -226,7 +223,12 @@ def _move(args: argparse.Namespace) -> int:
         emit(args, _move_result(cmd), lambda r: f"{r['command_id']}")
         return 0
     cmd = engine.start(disk, dest)
-    cmd = engine.run(cmd)
+    try:
+        cmd = engine.run(cmd)
+    except MovediskError as exc:  # give the move up at once: recovery may take it over now
+        printer.close_bar()
+        engine.store.release_lease(cmd.command_id, engine.owner, exc.message)
+        raise
     printer.close_bar()
     emit(args, _move_result(cmd), lambda r: f"move {r['command_id']}: {r['stage']}")
     if cmd.stage == Stage.ENDED_FAILURE:

@@ -21,8 +21,7 @@ from typing import Any
 
 from . import deploy as deploy_mod
 from . import inventory
-from .agent import SimControl, StorageClient, wait_for_agent
-from .agent.errors import AgentUnavailable
+from .agent import SimControl, StorageClient
 from .cli import common_options
 from .db import connect, resolve_dsn
 
@@ -55,25 +54,10 @@ def register(sub: Any) -> None:
 
 
 def ensure_agent() -> str:
-    """The embedded agent's socket, starting the agent (detached) when it does not answer."""
-    from .agent.cli import default_root
-    from .agent.client import default_socket
+    """The embedded agent's socket, starting the agent (detached) when it does not run."""
+    from .embedded import agent_socket
 
-    root = Path(default_root())
-    sock = default_socket(root)
-    try:
-        wait_for_agent(sock, timeout=0.2)
-        return sock
-    except AgentUnavailable:
-        pass
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "agent.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "movedisk.agent.server", "--root", str(root)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                start_new_session=True)
-    (root / "agent.pid").write_text(f"{proc.pid}\n")
-    wait_for_agent(sock, timeout=10)
-    return sock
+    return agent_socket(None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
              "there. The temporary disk stays ILLEGAL: it is the record of the leftover")
     say.cli(env, "move", disk["rhel9-os"], "--to", dom["bulk-nfs"], "--wait")
     say.cli(env, "status")
-    _show_temporary(say, dsn)
+    if say.has_command("disks"):
+        say.cli(env, "disks", "--temporary")
+    else:
+        _show_temporary(say, dsn)
 
     say.step("Move the VMs' disks to bulk-nfs (the template is there now), then remove the "
              "leftover: nothing depends on it any more, so the agent deletes it and the "
@@ -141,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
     say.step(f"Done in {seconds:.1f}s. The cluster and the agent keep running:")
     say.note(f'psql "{dsn}"')
     say.note("movedisk status | movedisk events | movedisk disks   (with MOVEDISK_HOME as now)")
-    say.note("stop them with: movedisk db stop; kill $(cat "
-             f"{Path(sock).parent / 'agent.pid'})")
+    say.note("stop both with: movedisk db stop")
     StorageClient(sock).ping()
     return 0 if ok else 1
 

@@ -47,6 +47,10 @@ DOMAIN_STATUS = {"active": 3, "maintenance": 6, "inactive": 4}
 GB = 1 << 30
 
 
+class _Rehearsed(Exception):
+    """Ends the rehearsal transaction of :func:`build`."""
+
+
 class InventoryError(MovediskError):
     """The inventory file is not valid (nothing was created)."""
 
@@ -97,12 +101,23 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build(conn: psycopg.Connection[Any], sim: SimControl, spec: dict[str, Any],
+def build(conn: psycopg.Connection[Any], sim: SimControl | None, spec: dict[str, Any],
           salt: str = "") -> Made:
-    """Create everything in ``spec`` on the database (one transaction) and on the agent.
+    """Create everything in ``spec`` on the database (one transaction) and on the agent
+    (``sim``; None: the database only, for storage already made from the same file).
     ``salt`` varies the ids derived from names (tests build the same file many times)."""
     global _SALT
     _SALT = salt
+    if sim is not None:
+        # A rehearsal on the database alone, rolled back: a bad file fails here, before the
+        # agent made anything.
+        try:
+            with conn.transaction():
+                for dc in spec["data_centers"]:
+                    _data_center(conn, None, dc, Made())
+                raise _Rehearsed
+        except _Rehearsed:
+            pass
     made = Made()
     with conn.transaction():
         for dc in spec["data_centers"]:
@@ -110,7 +125,7 @@ def build(conn: psycopg.Connection[Any], sim: SimControl, spec: dict[str, Any],
     return made
 
 
-def _data_center(conn: psycopg.Connection[Any], sim: SimControl, dc: dict[str, Any], made: Made) -> None:
+def _data_center(conn: psycopg.Connection[Any], sim: SimControl | None, dc: dict[str, Any], made: Made) -> None:
     name = str(dc.get("name") or "")
     if not name:
         raise InventoryError("a data center needs a name")
@@ -131,7 +146,8 @@ def _data_center(conn: psycopg.Connection[Any], sim: SimControl, dc: dict[str, A
              1, 1, "5", 0, False, False, None, None, 10, 5, 0, False, 512)
         call(conn, "Insertstorage_domain_dynamic", max(1, capacity // GB), sd, 0)
         call(conn, "Insertstorage_pool_iso_map", sd, sp, status)
-        sim.create_domain(str(sd), str(sp), capacity, description=dname)
+        if sim is not None:
+            sim.create_domain(str(sd), str(sp), capacity, description=dname)
         domains[dname] = sd
         made.domains[dname] = str(sd)
     template_vols: dict[str, tuple[uuid.UUID, str, int]] = {}  # template disk alias -> (vol, sd, size)
@@ -159,7 +175,7 @@ def _data_center(conn: psycopg.Connection[Any], sim: SimControl, dc: dict[str, A
             _disk(conn, sim, disk, domains, template_vols, vid, made)
 
 
-def _disk(conn: psycopg.Connection[Any], sim: SimControl, disk: dict[str, Any],
+def _disk(conn: psycopg.Connection[Any], sim: SimControl | None, disk: dict[str, Any],
           domains: dict[str, uuid.UUID], template_vols: dict[str, tuple[uuid.UUID, str, int]],
           owner_id: uuid.UUID, made: Made) -> list[uuid.UUID]:
     alias = str(disk.get("alias") or "")
@@ -206,7 +222,8 @@ def _disk(conn: psycopg.Connection[Any], sim: SimControl, disk: dict[str, Any],
         prev = vol
     call(conn, "InsertVmDevice", disk_id, owner_id, "disk", "disk", "", "", True, True, False, "", "",
          None, None, None)
-    sim.create_image(str(sd), str(disk_id), agent_vols,
-                     parent=str(parent) if parent != ZERO else BLANK_UUID)
+    if sim is not None:
+        sim.create_image(str(sd), str(disk_id), agent_vols,
+                         parent=str(parent) if parent != ZERO else BLANK_UUID)
     made.disks[alias] = {"id": str(disk_id), "domain": str(sd), "volumes": [str(v) for v in vols]}
     return vols

@@ -102,7 +102,7 @@ $procedure$;
 
 -- PrepareTemporaryDiskRemoval: the start of removing ILLEGAL temporary disk v_image_group_id.
 -- Plan DB_ONLY (the original is live on the source domain): the rows go now
--- (RemoveTemporaryDisk), MOVEDISK_LEFTOVER_REMOVED, and no row is returned. Plan STORAGE_AND_DB:
+-- (RemoveTemporaryDisk), USER_MOVED_DISK_LEFTOVER_REMOVED, and no row is returned. Plan STORAGE_AND_DB:
 -- the pending deletion of the source image group on the source domain (recorded when the move
 -- ended, else now) is leased to v_lease_owner and returned; the rows go once the agent confirmed
 -- it (ConfirmStorageDeletion). MD001 unknown disk, MD006 not temporary, MD003 LOCKED (its move is
@@ -155,7 +155,7 @@ BEGIN
     IF v_plan.removal = 'DB_ONLY' THEN
         PERFORM RemoveTemporaryDisk(v_image_group_id, FALSE);
         PERFORM InsertMoveDiskAuditLog(
-            19001, 'MOVEDISK_LEFTOVER_REMOVED', 0,
+            20001, 'USER_MOVED_DISK_LEFTOVER_REMOVED', 0,
             format('Temporary disk %s of disk %s was removed (its source data on %s is the live '
                 'disk: only its records went).', v_image_group_id, v_plan.src_image_group_id,
                 v_plan.storage_domain_id),
@@ -202,7 +202,7 @@ $procedure$;
 
 -- ConfirmStorageDeletion: the agent confirmed image group v_image_group_id gone from domain
 -- v_storage_domain_id (deleted, or not there): a source leftover's temporary disk and rows go
--- (RemoveTemporaryDisk, MOVEDISK_LEFTOVER_REMOVED), any other pending deletion is confirmed
+-- (RemoveTemporaryDisk, USER_MOVED_DISK_LEFTOVER_REMOVED), any other pending deletion is confirmed
 -- (ConfirmImageGroupDeleted); the lease goes. Answers FALSE when nothing was pending (already
 -- confirmed); MD003 when another live process holds the deletion.
 CREATE OR REPLACE FUNCTION ConfirmStorageDeletion(
@@ -240,7 +240,7 @@ BEGIN
     ) THEN
         PERFORM RemoveTemporaryDisk(v_del.temporary_disk_id, TRUE);
         PERFORM InsertMoveDiskAuditLog(
-            19001, 'MOVEDISK_LEFTOVER_REMOVED', 0,
+            20001, 'USER_MOVED_DISK_LEFTOVER_REMOVED', 0,
             format('The leftover of disk %s on storage domain %s was deleted and its temporary '
                 'disk %s removed.', v_image_group_id, v_storage_domain_id, v_del.temporary_disk_id),
             v_del.storage_pool_id, v_storage_domain_id, NULL

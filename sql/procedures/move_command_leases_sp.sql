@@ -79,7 +79,7 @@ $procedure$;
 -- ClaimMoveDiskCommand: gives the lease of unfinished move v_command_id to v_lease_owner for
 -- v_lease_seconds when it is free: already theirs, expired, or held by v_dead_owner (a process the
 -- caller saw dead). No row when another live process holds it or is claiming it, or it ended.
--- A takeover from another owner is recorded (recovered, MOVEDISK_MOVE_RECOVERED).
+-- A takeover from another owner is recorded (recovered, SYSTEM_MOVED_DISK_RECOVERED).
 CREATE OR REPLACE FUNCTION ClaimMoveDiskCommand(
     v_command_id UUID,
     v_lease_owner VARCHAR(255),
@@ -117,7 +117,7 @@ BEGIN
     WHERE c.command_id = v_command_id;
     IF v_cmd.lease_owner IS DISTINCT FROM v_lease_owner THEN
         PERFORM InsertMoveDiskAuditLog(
-            19002, 'MOVEDISK_MOVE_RECOVERED', 0,
+            20002, 'SYSTEM_MOVED_DISK_RECOVERED', 1,
             format('The move of disk %s (stage %s) was taken over by %s from %s.',
                 v_cmd.image_group_id, v_cmd.stage, v_lease_owner,
                 coalesce(v_cmd.lease_owner, 'nobody')),

@@ -11,7 +11,8 @@
 -- Events (audit_log, oVirt's AuditLogType): USER_MOVED_DISK 2008, USER_MOVED_DISK_FINISHED_SUCCESS
 -- 2010, USER_MOVED_DISK_FINISHED_FAILURE 2011, USER_MOVE_IMAGE_GROUP_FAILED_TO_DELETE_SRC_IMAGE
 -- 2025, USER_MOVE_IMAGE_GROUP_FAILED_TO_DELETE_DST_IMAGE 2026, USER_MOVED_DISK_FINISHED_WITH_LEFTOVERS
--- 2052; outside oVirt's range: MOVEDISK_LEFTOVER_REMOVED 19001, MOVEDISK_MOVE_RECOVERED 19002.
+-- 2052; outside oVirt's range (harness/audit.py): USER_MOVED_DISK_LEFTOVER_REMOVED 20001,
+-- SYSTEM_MOVED_DISK_RECOVERED 20002.
 
 -- StartMoveDiskCommand: validation and phase 1 of moving disk v_image_group_id from the domain
 -- holding it to v_dest_storage, in one transaction: the temporary disk (CreateTemporaryDiskForMove),

@@ -1,10 +1,11 @@
-"""Fixtures of the engine tests: one real agent per module, a fresh database per test, an
-inventory built on both, an Engine over them."""
+"""Fixtures of the engine tests: a real agent and a fresh database per test, the inventory on
+both (the storage made once and copied), an Engine over them."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -48,9 +49,37 @@ SPEC: dict[str, Any] = {"data_centers": [{
 }]}
 
 
-@pytest.fixture(scope="module")
-def agent_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    root = tmp_path_factory.mktemp("agent")
+SALT = "engine-tests-"
+
+
+@pytest.fixture(scope="session")
+def seeded_root(tmp_path_factory: pytest.TempPathFactory, databases: Any,
+                template_db: str) -> Path:
+    """An agent root holding SPEC's storage, made once (the agent makes real qcow2 images
+    with qemu-img, seconds per inventory): each test starts its own agent on a copy."""
+    root = tmp_path_factory.mktemp("seeded-agent")
+    sockdir = tempfile.mkdtemp(prefix="mds-", dir="/tmp")
+    proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
+    proc.start()
+    dsn = databases.create("movedisk_engine_seed", template_db)
+    try:
+        with psycopg.connect(dsn, row_factory=dict_row) as conn:
+            inventory.build(conn, SimControl(proc.socket, timeout=60), SPEC, salt=SALT)
+    finally:
+        proc.stop()
+        databases.drop("movedisk_engine_seed")
+        shutil.rmtree(sockdir, ignore_errors=True)
+    for name in ("agent.log", "agent.lock", "agent.sock"):
+        (root / name).unlink(missing_ok=True)
+    return root
+
+
+@pytest.fixture
+def agent_proc(seeded_root: Path, tmp_path: Path) -> Iterator[AgentProcess]:
+    """A real agent of this test alone, on a copy of the seeded storage (hard links and holes
+    kept, as cp -a does)."""
+    root = tmp_path / "agent"
+    subprocess.run(["cp", "-a", str(seeded_root), str(root)], check=True)
     sockdir = tempfile.mkdtemp(prefix="mde-", dir="/tmp")
     proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
     proc.start()
@@ -102,11 +131,9 @@ def world(new_db: Callable[..., str], agent_proc: AgentProcess) -> Iterator[Worl
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
     client = StorageClient(agent_proc.socket, timeout=30)
     sim = SimControl(agent_proc.socket, timeout=30)
-    sim.clear_faults()
-    made = inventory.build(conn, sim, SPEC, salt=uuid.uuid4().hex)
+    made = inventory.build(conn, None, SPEC, salt=SALT)  # the storage is the seeded copy
     w = World(dsn, conn, agent_proc, client, sim, made, volume_checksums(agent_proc.root))
     try:
         yield w
     finally:
-        sim.clear_faults()
         conn.close()

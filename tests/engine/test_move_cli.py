@@ -14,6 +14,7 @@ from cli_runner import run_cli
 from psycopg import sql
 
 from movedisk.cli import main
+from movedisk.engine import recover
 
 
 def dump(world) -> dict[str, list[str]]:
@@ -157,7 +158,7 @@ def test_a_worker_killed_mid_move_is_taken_over_by_another(world, point) -> None
     assert res.returncode == 0, res.stderr
     finished = json.loads(res.stdout)["finished"]
     assert [f["stage"] for f in finished] == ["ENDED_SUCCESS"]
-    assert 19002 in [r["log_type"] for r in world.rows("SELECT log_type FROM audit_log")]
+    assert 20002 in [r["log_type"] for r in world.rows("SELECT log_type FROM audit_log")]
     world.check()
 
 
@@ -172,8 +173,36 @@ def test_recovery_never_takes_a_live_process_move(world) -> None:
     while not world.rows("SELECT 1 FROM move_disk_commands WHERE stage = 'COPYING'"):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    res = run_cli("recover", "--json", env=env)
-    report = json.loads(res.stdout)
-    assert report["finished"] == [] and len(report["skipped"]) == 1
+    report = recover.recover(world.engine())  # in-process: no start-up delay to race the copy
+    assert report.finished == [] and len(report.skipped) == 1
+    assert report.skipped[0].lease_owner.split(":")[1] == str(mover.pid)
     assert mover.wait(60) == 0, mover.stderr.read()
     world.check()
+
+
+def test_inventory_builds_disks_on_the_database_and_the_agent(world, monkeypatch, capsys, tmp_path) -> None:
+    spec = {"data_centers": [{"name": "dc-inv", "domains": [{"name": "inv-sd", "capacity": "64M"}],
+                              "vms": [{"name": "inv-vm", "disks": [
+                                  {"alias": "inv-disk", "domain": "inv-sd", "size": "1M",
+                                   "data": "64K", "snapshots": 1}]}]}]}
+    path = tmp_path / "inv.json"
+    path.write_text(json.dumps(spec))
+    code, out, err = in_process(world, monkeypatch, capsys, "inventory", str(path), "--json")
+    assert code == 0, err
+    disk = json.loads(out)["disks"]["inv-disk"]
+    assert len(disk["volumes"]) == 2
+    assert {str(r["image_guid"]) for r in world.rows(
+        "SELECT image_guid FROM images WHERE image_group_id = %s", (disk["id"],))} == set(disk["volumes"])
+    assert sorted(world.client.get_volumes(json.loads(out)["data_centers"]["dc-inv"], disk["domain"],
+                                           disk["id"])) == sorted(disk["volumes"])
+    world.check()
+    # A bad file: one line, its own exit code, nothing created.
+    before = dump(world)
+    domains = sorted((world.root / "domains").iterdir())
+    path.write_text(json.dumps({"data_centers": [{"name": "x", "domains": [{"name": "y"}],
+                                                  "vms": [{"name": "v", "disks": [
+                                                      {"alias": "z", "domain": "nowhere"}]}]}]}))
+    code, _, err = in_process(world, monkeypatch, capsys, "inventory", str(path))
+    assert code == 16 and "unknown domain" in err and len(err.strip().splitlines()) == 1
+    assert dump(world) == before
+    assert sorted((world.root / "domains").iterdir()) == domains

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from movedisk.engine import cleanup, remove
 from movedisk.engine.states import Stage
 
@@ -84,4 +86,76 @@ def test_failed_destination_deletion_is_recorded_then_cleaned_up(world) -> None:
     report = cleanup.run(eng, due_only=False)
     assert len(report.done) == 1 and not report.failed
     assert world.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
+    world.check()
+
+
+def test_agent_killed_mid_copy_then_restarted_the_move_ends_with_failure_and_nothing_left(world) -> None:
+    import threading
+
+    from movedisk.engine import recover
+    from movedisk.errors import MovediskError
+
+    world.sim.add_fault("copy_delay", imgUUID=str(world.disk("vm1-data")), bytes_per_second=1 << 20)
+    eng = world.engine()
+    cmd = eng.start(world.disk("vm1-data"), world.domain("D"))
+    errors = []
+
+    def run() -> None:
+        try:
+            eng.run(cmd)
+        except MovediskError as exc:
+            errors.append(type(exc).__name__)
+            eng.store.release_lease(cmd.command_id, eng.owner, exc.message)
+
+    t = threading.Thread(target=run)
+    t.start()
+    while not world.rows("SELECT 1 FROM move_disk_commands WHERE stage = 'COPYING'"):
+        pass
+    world.agent.restart()  # SIGKILL mid-copy, then a new agent on the same root
+    t.join(30)
+    # Either the mover saw the agent gone (and gave the move up), or it already saw the
+    # restarted agent report the copy interrupted (411) and ended the move itself.
+    assert errors in ([], ["AgentUnavailable"])
+    recover.recover(world.engine(owner="another-host:1:1"))
+    assert [r["stage"] for r in world.rows("SELECT stage FROM move_disk_commands")] == ["ENDED_FAILURE"]
+    assert placement(world, "vm1-data") == {world.domain("S")}
+    assert world.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
+    world.check()
+
+
+def test_a_move_of_another_host_is_taken_over_only_once_its_lease_expired(world) -> None:
+    from movedisk.engine import recover
+
+    other = world.engine(owner="elsewhere:4242:1", lease_seconds=2)
+    cmd = other.start(world.disk("vm1-data"), world.domain("D"))  # then "elsewhere" goes silent
+    report = recover.recover(world.engine())
+    assert report.finished == [] and [c.command_id for c in report.skipped] == [cmd.command_id]
+    time.sleep(2.2)
+    report = recover.recover(world.engine())
+    assert [c.stage for c in report.finished] == ["ENDED_FAILURE"]  # no copy was started: compensated
+    world.check()
+
+
+def test_two_recoveries_at_once_finish_a_move_once(world) -> None:
+    import threading
+
+    from movedisk.engine import recover
+
+    from movedisk.engine.states import NO_TASK, Action
+
+    gone = world.engine(owner="elsewhere:4242:1", lease_seconds=1)
+    cmd = gone.start(world.disk("vm1-data"), world.domain("D"))
+    gone.act(Action.START_COPY, cmd, NO_TASK, NO_TASK, None)  # copying; then it goes silent
+    time.sleep(1.1)
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(recover.recover(world.engine())))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    finished = [c.stage for r in reports for c in r.finished]
+    assert finished == ["ENDED_SUCCESS"], reports
+    assert [r["log_type"] for r in world.rows(
+        "SELECT log_type FROM audit_log WHERE log_type IN (2010, 20002)")] == [20002, 2010]
     world.check()
