@@ -322,6 +322,8 @@ def test_a_move_seen_through_disks_domains_and_verify(world: World) -> None:
     a = world.json("domains")[0]
     assert (a["name"], a["leftover_disks"], a["used_by_leftovers"] > 0) == ("nfs-a", 1, True)
     assert world.json("verify")["ok"] is True  # the leftover is on S, recorded
+    aged = world.json("verify", "--db-only", "--leftover-age", "0 seconds", expect=1)
+    assert "old_leftover" in {f["check_name"] for f in aged["findings"]}
     task = world.client.delete_image(sp, str(src), str(d1.id))
     assert world.client.wait_task(task)["code"] == 0
     found = storage_findings(world, expect=1)
