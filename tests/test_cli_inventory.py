@@ -9,12 +9,14 @@ inconsistency ``verify`` detects is created, seen reported, fixed and seen gone.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from psycopg.rows import dict_row
 
 from movedisk.agent.client import COPY, SimControl, StorageClient
 from movedisk.audit import AuditLogType, log_event
+from movedisk.cli import main
 from movedisk.embedded import EmbeddedAgent
 
 MIB = 1024**2
@@ -60,9 +63,7 @@ class World:
         return run_cli(*args, *(["--dsn", self.dsn] if dsn else []), env=self.env)
 
     def json(self, *args: str, expect: int = 0) -> Any:
-        res = self.cli(*args, "--json")
-        assert res.returncode == expect, (res.returncode, res.stdout, res.stderr)
-        return json.loads(res.stdout)
+        return in_process(*args, "--json", "--dsn", self.dsn, home=self.home, expect=expect)
 
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
@@ -71,6 +72,22 @@ class World:
 
     def volume(self, sd: uuid.UUID, img: uuid.UUID, vol: uuid.UUID) -> Path:
         return self.agent.root / "domains" / str(sd) / "images" / str(img) / str(vol)
+
+
+def in_process(*args: str, home: Path, expect: int = 0) -> Any:
+    """``movedisk ARGS`` through movedisk.cli.main in this process (the same code as the
+    command, without an interpreter start; ``run_cli`` runs the real process): its JSON."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MOVEDISK_")}
+    os.environ["MOVEDISK_HOME"] = str(home)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        del os.environ["MOVEDISK_HOME"]
+        os.environ.update(saved)
+    assert code == expect, (code, out.getvalue(), err.getvalue())
+    return json.loads(out.getvalue())
 
 
 def _vols(images: list[uuid.UUID], seed: int) -> list[dict[str, Any]]:
@@ -386,12 +403,10 @@ def test_verify_runs_read_only_as_the_dba_role(world: World, pg_cluster: Any) ->
     try:
         dsn = (world.dsn.replace("user=postgres", f"user={role}")
                + " options='-c default_transaction_read_only=on'")
-        for cmd in ("disks", "domains", "events"):
-            res = run_cli(cmd, "--json", "--dsn", dsn, env=world.env)
-            assert res.returncode == 0, (cmd, res.stderr)
-        res = run_cli("verify", "--json", "--dsn", dsn, env=world.env)
-        assert res.returncode == 0, res.stderr
-        assert json.loads(res.stdout)["ok"] is True
+        assert len(in_process("disks", "--json", "--dsn", dsn, home=world.home)) == 3
+        assert len(in_process("domains", "--json", "--dsn", dsn, home=world.home)) == 2
+        in_process("events", "--json", "--dsn", dsn, home=world.home)
+        assert in_process("verify", "--json", "--dsn", dsn, home=world.home)["ok"] is True
         with psycopg.connect(dsn) as conn:  # the session really is read only
             assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
     finally:
@@ -404,9 +419,11 @@ def test_verify_without_storage_says_so(world: World, tmp_path: Path) -> None:
     res = run_cli("verify", "--dsn", world.dsn, env={"MOVEDISK_HOME": str(tmp_path)})
     assert res.returncode == 14
     assert res.stderr.startswith("movedisk: AgentUnavailable: no storage agent files under")
-    res = run_cli("verify", "--db-only", "--dsn", world.dsn, env={"MOVEDISK_HOME": str(tmp_path)})
-    assert res.returncode == 0 and "no findings (database)" in res.stdout
-    res = run_cli("verify", "--agent-root", str(world.agent.root), "--dsn", world.dsn)
-    assert res.returncode == 0, res.stderr
-    res = run_cli("verify", "--agent", world.agent.status()["socket"], "--dsn", world.dsn)
-    assert res.returncode == 0, res.stderr
+    assert in_process("verify", "--db-only", "--json", "--dsn", world.dsn,
+                      home=tmp_path)["storage_root"] is None
+    out = in_process("verify", "--agent-root", str(world.agent.root), "--json", "--dsn",
+                     world.dsn, home=tmp_path)
+    assert out["ok"] is True and out["storage_root"] == str(world.agent.root)
+    out = in_process("verify", "--agent", world.agent.status()["socket"], "--json", "--dsn",
+                     world.dsn, home=tmp_path)
+    assert out["ok"] is True and out["storage_root"] == str(world.agent.root)
