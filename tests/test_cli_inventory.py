@@ -427,3 +427,35 @@ def test_verify_without_storage_says_so(world: World, tmp_path: Path) -> None:
     out = in_process("verify", "--agent", world.agent.status()["socket"], "--json", "--dsn",
                      world.dsn, home=tmp_path)
     assert out["ok"] is True and out["storage_root"] == str(world.agent.root)
+
+
+def test_the_read_only_commands_run_on_a_streaming_standby(
+    replicated_cluster: Any, tmp_path: Path
+) -> None:
+    """disks, domains, events and verify (database checks and the storage comparison) against
+    a hot standby, which refuses every write."""
+    cluster = replicated_cluster()
+    with psycopg.connect(cluster.dsn("movedisk"), row_factory=dict_row) as db:
+        pool = make_pool(db, name="dc-r")
+        disk = make_disk(db, pool, pool.domains[0], volumes=2, size=MIB, alias="replicated1")
+        db.execute("UPDATE images SET imagestatus = 2 WHERE image_group_id = %s", (disk.id,))
+        log_event(db, AuditLogType.USER_MOVED_DISK, disk_id=disk.id,
+                  source_domain_id=pool.domains[0], storage_domain_id=pool.domains[1])
+    cluster.wait_replayed()
+    standby = cluster.standby.dsn("movedisk")
+    with psycopg.connect(standby) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+
+    def on_standby(*args: str, expect: int = 0) -> Any:
+        return in_process(*args, "--json", "--dsn", standby, home=tmp_path, expect=expect)
+
+    [d] = on_standby("disks")
+    assert (d["alias"], d["status"], d["volumes"]) == ("replicated1", "LOCKED", 2)
+    assert len(on_standby("domains")) == 2
+    assert [e["log_type_name"] for e in on_standby("events")] == ["USER_MOVED_DISK"]
+    out = on_standby("verify", "--db-only", expect=1)
+    assert [f["check_name"] for f in out["findings"]] == ["locked_image_without_command"]
+    (tmp_path / "agent" / "domains").mkdir(parents=True)  # an agent that holds nothing
+    out = on_standby("verify", "--agent-root", str(tmp_path / "agent"), expect=1)
+    missing = sorted(f["entity_id"] for f in out["findings"] if f["check_name"] == "volume_missing")
+    assert missing == sorted(str(v) for v in disk.images)
