@@ -216,7 +216,7 @@ def test_events_newest_last_with_ovirt_names(world: World) -> None:
         assert "Disk web1_disk1 moved from domain nfs-a to domain nfs-b." in text[-1]
         bad = world.cli("events", "--since", "yesterday-ish")
         assert bad.returncode == 2 and bad.stderr.startswith("movedisk: BadArgument: --since")
-        assert json.loads(world.cli("events", "--since", "x", "--json").stdout)["code"] == "MD110"
+        assert json.loads(world.cli("events", "--since", "x", "--json").stdout)["code"] == "MD130"
     finally:
         world.sql("DELETE FROM audit_log WHERE correlation_id = %s", (str(cmd),))
 
@@ -459,3 +459,26 @@ def test_the_read_only_commands_run_on_a_streaming_standby(
     out = on_standby("verify", "--agent-root", str(tmp_path / "agent"), expect=1)
     missing = sorted(f["entity_id"] for f in out["findings"] if f["check_name"] == "volume_missing")
     assert missing == sorted(str(v) for v in disk.images)
+
+
+def test_every_error_type_defines_a_code_of_its_own() -> None:
+    """A code names one error type (``--json`` errors carry it): no two types that set one
+    share it. (Types that inherit their parent's code are the parent's kind of error.)"""
+    import importlib
+    import pkgutil
+
+    import movedisk
+    from movedisk.errors import MovediskError
+
+    for info in pkgutil.walk_packages(movedisk.__path__, "movedisk."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    seen: dict[str, str] = {}
+    todo = [MovediskError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if "code" in vars(cls):
+            name = f"{cls.__module__}.{cls.__qualname__}"
+            assert seen.setdefault(cls.code, name) == name, (cls.code, seen[cls.code], name)
+    assert seen["MD130"] == "movedisk.cli_inventory.BadArgument"
