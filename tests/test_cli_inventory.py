@@ -421,6 +421,9 @@ def test_verify_without_storage_says_so(world: World, tmp_path: Path) -> None:
     assert res.stderr.startswith("movedisk: AgentUnavailable: no storage agent files under")
     assert in_process("verify", "--db-only", "--json", "--dsn", world.dsn,
                       home=tmp_path)["storage_root"] is None
+    err = in_process("verify", "--agent", str(tmp_path / "none.sock"), "--json", "--dsn",
+                     world.dsn, home=tmp_path, expect=14)
+    assert (err["error"], err["code"]) == ("AgentUnavailable", "MD201")
     out = in_process("verify", "--agent-root", str(world.agent.root), "--json", "--dsn",
                      world.dsn, home=tmp_path)
     assert out["ok"] is True and out["storage_root"] == str(world.agent.root)
