@@ -19,15 +19,14 @@ and two of its own, numbered from 20001 (oVirt's codes end below 16000; the rang
     SYSTEM_MOVED_DISK_RECOVERED                      20002  WARNING  recovery took over a move
 
 The engine writes one event with :func:`log_event`, in the caller's transaction (it does
-not commit), through the package's ``InsertAuditLog``::
+not commit), in one round trip: ``InsertMoveDiskAuditLog`` looks up the names of the disk,
+its VM, the domains and the data center from their ids, fills the template and writes the
+row through the package's ``InsertAuditLog``::
 
     from movedisk.audit import AuditLogType, log_event
 
     log_event(conn, AuditLogType.USER_MOVED_DISK_FINISHED_SUCCESS,
-              disk_id=disk, disk_alias="vm1_disk1", command_id=cmd,
-              source_domain_id=s, source_domain_name="nfs-a",
-              storage_domain_id=d, storage_domain_name="nfs-b",
-              storage_pool_id=pool, storage_pool_name="dc1")
+              disk_id=disk, command_id=cmd, source_domain_id=s, storage_domain_id=d)
 
 The command id goes to ``correlation_id`` (oVirt ties a flow's events together that
 way); the ids of the disk, domains, command and task go to ``custom_data`` as JSON so that
@@ -45,6 +44,7 @@ from enum import Enum, IntEnum
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from .db import call
 
@@ -57,7 +57,6 @@ __all__ = [
     "render",
 ]
 
-ORIGIN = "oVirt"  # the origin of the engine's own events (audit_log.origin's default)
 MOVEDISK_CODES = range(20000, 20100)  # codes of movedisk's own event types
 
 
@@ -192,75 +191,41 @@ def log_event(
     message: str | None = None,
     log_time: _dt.datetime | None = None,
 ) -> int:
-    """Write one event of ``event_type`` through ``InsertAuditLog``; its ``audit_log_id``.
+    """Write one event of ``event_type``; its ``audit_log_id``. One round trip.
 
-    Runs in the caller's transaction and does not commit. ``storage_domain_*`` is the
+    Runs in the caller's transaction and does not commit. ``storage_domain_id`` is the
     domain the event is about (the destination of a move; the source for a source
-    leftover); ``source_domain_*`` the other end, kept in the message and ``custom_data``.
-    ``reason`` is a short cause (an agent error, a refusal) used by the templates.
+    leftover), ``source_domain_id`` the other end. Only the ids are needed: the disk's alias,
+    its VM, the domains' and the data center's names are looked up by
+    ``InsertMoveDiskAuditLog`` in the same call (a name given here wins). ``reason`` is a
+    short cause (an agent error, a refusal) used by the templates; ``message`` replaces the
+    type's template.
     """
-    text = message if message is not None else render(
-        event_type,
-        disk_alias=disk_alias or (str(disk_id) if disk_id else ""),
-        disk_id=disk_id,
-        source_domain_name=source_domain_name or (str(source_domain_id) if source_domain_id else ""),
-        storage_domain_name=storage_domain_name or (str(storage_domain_id) if storage_domain_id else ""),
-        command_id=command_id,
-        reason=reason,
-    )
-    details = {
-        k: str(v)
-        for k, v in (
-            ("disk_id", disk_id),
-            ("disk_alias", disk_alias),
-            ("command_id", command_id),
-            ("task_id", task_id),
-            ("source_domain_id", source_domain_id),
-            ("source_domain_name", source_domain_name),
-            ("reason", reason),
-        )
-        if v not in (None, "")
-    }
+    details = {"task_id": str(task_id)} if task_id else {}
     rows = call(
         conn,
-        "InsertAuditLog",
-        None,  # v_audit_log_id (INOUT: the new id comes back)
-        log_time or _dt.datetime.now(_dt.timezone.utc),  # v_log_time
+        "InsertMoveDiskAuditLog",
         event_type.code,  # v_log_type
         event_type.name,  # v_log_type_name
         int(event_type.severity),  # v_severity
-        text,  # v_message
-        None,  # v_user_id
-        user_name or "",  # v_user_name
-        None,  # v_vds_id
-        "",  # v_vds_name
-        _uuid(vm_id),  # v_vm_id
-        vm_name or "",  # v_vm_name
-        None,  # v_vm_template_id
-        "",  # v_vm_template_name
-        _uuid(storage_pool_id),  # v_storage_pool_id
-        (storage_pool_name or "")[:40],  # v_storage_pool_name
+        message if message is not None else event_type.template,  # v_message_template
+        _uuid(disk_id),  # v_disk_id
+        _uuid(source_domain_id),  # v_source_domain_id
         _uuid(storage_domain_id),  # v_storage_domain_id
-        (storage_domain_name or "")[:250],  # v_storage_domain_name
-        None,  # v_cluster_id
-        "",  # v_cluster_name
-        None,  # v_quota_id
-        "",  # v_quota_name
-        str(command_id)[:50] if command_id else None,  # v_correlation_id
-        None,  # v_job_id
-        None,  # v_gluster_volume_id
-        "",  # v_gluster_volume_name
-        "",  # v_call_stack
-        False,  # v_repeatable
-        None,  # v_brick_id
-        "",  # v_brick_path
-        ORIGIN,  # v_origin
-        None,  # v_custom_id
-        -1,  # v_custom_event_id
-        30,  # v_event_flood_in_sec
-        json.dumps(details, sort_keys=True),  # v_custom_data
+        _uuid(command_id),  # v_command_id
+        reason or "",  # v_reason
+        Jsonb(details),  # v_details
+        _uuid(storage_pool_id),  # v_storage_pool_id
+        disk_alias or None,  # v_disk_alias
+        source_domain_name or None,  # v_source_domain_name
+        storage_domain_name or None,  # v_storage_domain_name
+        storage_pool_name or None,  # v_storage_pool_name
+        user_name or "",  # v_user_name
+        log_time or _dt.datetime.now(_dt.timezone.utc),  # v_log_time
+        _uuid(vm_id),  # v_vm_id
+        vm_name or None,  # v_vm_name
     )
-    return int(rows[0]["v_audit_log_id"])
+    return int(next(iter(rows[0].values())))
 
 
 # --- reading ----------------------------------------------------------------------------

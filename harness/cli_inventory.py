@@ -41,8 +41,8 @@ GIB = 1024**3
 class BadArgument(MovediskError):
     """A command-line value that cannot be understood (e.g. --since)."""
 
-    code = "MD110"
-    exit_code = 2
+    code = "MD130"
+    exit_code = 2  # as argparse's own usage errors
 
 
 def register(sub: Any) -> None:

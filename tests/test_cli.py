@@ -10,6 +10,10 @@ import psycopg
 import pytest
 
 from cli_runner import run_cli
+from embedded_checks import check_embedded_agent
+from movedisk.agent.client import StorageClient
+from movedisk.agent.errors import AgentUnavailable
+from movedisk.embedded import EmbeddedAgent
 from movedisk.sqlfiles import SqlTree
 
 run = run_cli
@@ -72,8 +76,14 @@ def test_embedded_cluster_life_cycle(tmp_path: Path) -> None:
         assert "host=/" in dsn
         res = run("deploy", env=env)  # a second deploy re-applies into the same database
         assert res.returncode == 0 and "schema up to date" in res.stdout
-        assert run("db", "stop", env=env).returncode == 0
+        socket = check_embedded_agent(tmp_path / "home", env)  # db start starts the agent too
+        res = run("db", "stop", "--json", env=env)
+        assert res.returncode == 0
+        assert json.loads(res.stdout)["agent"]["running"] is False
         assert run("db", "status", env=env).returncode == 1
+        assert not EmbeddedAgent(tmp_path / "home").running()
+        with pytest.raises(AgentUnavailable):
+            StorageClient(socket, timeout=2).ping()
     finally:
         run("db", "stop", env=env)
         state = tmp_path / "home" / "cluster.json"

@@ -9,12 +9,14 @@ inconsistency ``verify`` detects is created, seen reported, fixed and seen gone.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from psycopg.rows import dict_row
 
 from movedisk.agent.client import COPY, SimControl, StorageClient
 from movedisk.audit import AuditLogType, log_event
+from movedisk.cli import main
 from movedisk.embedded import EmbeddedAgent
 
 MIB = 1024**2
@@ -60,9 +63,7 @@ class World:
         return run_cli(*args, *(["--dsn", self.dsn] if dsn else []), env=self.env)
 
     def json(self, *args: str, expect: int = 0) -> Any:
-        res = self.cli(*args, "--json")
-        assert res.returncode == expect, (res.returncode, res.stdout, res.stderr)
-        return json.loads(res.stdout)
+        return in_process(*args, "--json", "--dsn", self.dsn, home=self.home, expect=expect)
 
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         with psycopg.connect(self.dsn, row_factory=dict_row) as conn:
@@ -71,6 +72,22 @@ class World:
 
     def volume(self, sd: uuid.UUID, img: uuid.UUID, vol: uuid.UUID) -> Path:
         return self.agent.root / "domains" / str(sd) / "images" / str(img) / str(vol)
+
+
+def in_process(*args: str, home: Path, expect: int = 0) -> Any:
+    """``movedisk ARGS`` through movedisk.cli.main in this process (the same code as the
+    command, without an interpreter start; ``run_cli`` runs the real process): its JSON."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("MOVEDISK_")}
+    os.environ["MOVEDISK_HOME"] = str(home)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        del os.environ["MOVEDISK_HOME"]
+        os.environ.update(saved)
+    assert code == expect, (code, out.getvalue(), err.getvalue())
+    return json.loads(out.getvalue())
 
 
 def _vols(images: list[uuid.UUID], seed: int) -> list[dict[str, Any]]:
@@ -199,7 +216,7 @@ def test_events_newest_last_with_ovirt_names(world: World) -> None:
         assert "Disk web1_disk1 moved from domain nfs-a to domain nfs-b." in text[-1]
         bad = world.cli("events", "--since", "yesterday-ish")
         assert bad.returncode == 2 and bad.stderr.startswith("movedisk: BadArgument: --since")
-        assert json.loads(world.cli("events", "--since", "x", "--json").stdout)["code"] == "MD110"
+        assert json.loads(world.cli("events", "--since", "x", "--json").stdout)["code"] == "MD130"
     finally:
         world.sql("DELETE FROM audit_log WHERE correlation_id = %s", (str(cmd),))
 
@@ -322,6 +339,8 @@ def test_a_move_seen_through_disks_domains_and_verify(world: World) -> None:
     a = world.json("domains")[0]
     assert (a["name"], a["leftover_disks"], a["used_by_leftovers"] > 0) == ("nfs-a", 1, True)
     assert world.json("verify")["ok"] is True  # the leftover is on S, recorded
+    aged = world.json("verify", "--db-only", "--leftover-age", "0 seconds", expect=1)
+    assert "old_leftover" in {f["check_name"] for f in aged["findings"]}
     task = world.client.delete_image(sp, str(src), str(d1.id))
     assert world.client.wait_task(task)["code"] == 0
     found = storage_findings(world, expect=1)
@@ -384,12 +403,10 @@ def test_verify_runs_read_only_as_the_dba_role(world: World, pg_cluster: Any) ->
     try:
         dsn = (world.dsn.replace("user=postgres", f"user={role}")
                + " options='-c default_transaction_read_only=on'")
-        for cmd in ("disks", "domains", "events"):
-            res = run_cli(cmd, "--json", "--dsn", dsn, env=world.env)
-            assert res.returncode == 0, (cmd, res.stderr)
-        res = run_cli("verify", "--json", "--dsn", dsn, env=world.env)
-        assert res.returncode == 0, res.stderr
-        assert json.loads(res.stdout)["ok"] is True
+        assert len(in_process("disks", "--json", "--dsn", dsn, home=world.home)) == 3
+        assert len(in_process("domains", "--json", "--dsn", dsn, home=world.home)) == 2
+        in_process("events", "--json", "--dsn", dsn, home=world.home)
+        assert in_process("verify", "--json", "--dsn", dsn, home=world.home)["ok"] is True
         with psycopg.connect(dsn) as conn:  # the session really is read only
             assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
     finally:
@@ -402,9 +419,69 @@ def test_verify_without_storage_says_so(world: World, tmp_path: Path) -> None:
     res = run_cli("verify", "--dsn", world.dsn, env={"MOVEDISK_HOME": str(tmp_path)})
     assert res.returncode == 14
     assert res.stderr.startswith("movedisk: AgentUnavailable: no storage agent files under")
-    res = run_cli("verify", "--db-only", "--dsn", world.dsn, env={"MOVEDISK_HOME": str(tmp_path)})
-    assert res.returncode == 0 and "no findings (database)" in res.stdout
-    res = run_cli("verify", "--agent-root", str(world.agent.root), "--dsn", world.dsn)
-    assert res.returncode == 0, res.stderr
-    res = run_cli("verify", "--agent", world.agent.status()["socket"], "--dsn", world.dsn)
-    assert res.returncode == 0, res.stderr
+    assert in_process("verify", "--db-only", "--json", "--dsn", world.dsn,
+                      home=tmp_path)["storage_root"] is None
+    err = in_process("verify", "--agent", str(tmp_path / "none.sock"), "--json", "--dsn",
+                     world.dsn, home=tmp_path, expect=14)
+    assert (err["error"], err["code"]) == ("AgentUnavailable", "MD201")
+    out = in_process("verify", "--agent-root", str(world.agent.root), "--json", "--dsn",
+                     world.dsn, home=tmp_path)
+    assert out["ok"] is True and out["storage_root"] == str(world.agent.root)
+    out = in_process("verify", "--agent", world.agent.status()["socket"], "--json", "--dsn",
+                     world.dsn, home=tmp_path)
+    assert out["ok"] is True and out["storage_root"] == str(world.agent.root)
+
+
+def test_the_read_only_commands_run_on_a_streaming_standby(
+    replicated_cluster: Any, tmp_path: Path
+) -> None:
+    """disks, domains, events and verify (database checks and the storage comparison) against
+    a hot standby, which refuses every write."""
+    cluster = replicated_cluster()
+    with psycopg.connect(cluster.dsn("movedisk"), row_factory=dict_row) as db:
+        pool = make_pool(db, name="dc-r")
+        disk = make_disk(db, pool, pool.domains[0], volumes=2, size=MIB, alias="replicated1")
+        db.execute("UPDATE images SET imagestatus = 2 WHERE image_group_id = %s", (disk.id,))
+        log_event(db, AuditLogType.USER_MOVED_DISK, disk_id=disk.id,
+                  source_domain_id=pool.domains[0], storage_domain_id=pool.domains[1])
+    cluster.wait_replayed()
+    standby = cluster.standby.dsn("movedisk")
+    with psycopg.connect(standby) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+
+    def on_standby(*args: str, expect: int = 0) -> Any:
+        return in_process(*args, "--json", "--dsn", standby, home=tmp_path, expect=expect)
+
+    [d] = on_standby("disks")
+    assert (d["alias"], d["status"], d["volumes"]) == ("replicated1", "LOCKED", 2)
+    assert len(on_standby("domains")) == 2
+    assert [e["log_type_name"] for e in on_standby("events")] == ["USER_MOVED_DISK"]
+    out = on_standby("verify", "--db-only", expect=1)
+    assert [f["check_name"] for f in out["findings"]] == ["locked_image_without_command"]
+    (tmp_path / "agent" / "domains").mkdir(parents=True)  # an agent that holds nothing
+    out = on_standby("verify", "--agent-root", str(tmp_path / "agent"), expect=1)
+    missing = sorted(f["entity_id"] for f in out["findings"] if f["check_name"] == "volume_missing")
+    assert missing == sorted(str(v) for v in disk.images)
+
+
+def test_every_error_type_defines_a_code_of_its_own() -> None:
+    """A code names one error type (``--json`` errors carry it): no two types that set one
+    share it. (Types that inherit their parent's code are the parent's kind of error.)"""
+    import importlib
+    import pkgutil
+
+    import movedisk
+    from movedisk.errors import MovediskError
+
+    for info in pkgutil.walk_packages(movedisk.__path__, "movedisk."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    seen: dict[str, str] = {}
+    todo = [MovediskError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if "code" in vars(cls):
+            name = f"{cls.__module__}.{cls.__qualname__}"
+            assert seen.setdefault(cls.code, name) == name, (cls.code, seen[cls.code], name)
+    assert seen["MD130"] == "movedisk.cli_inventory.BadArgument"
