@@ -1,0 +1,252 @@
+"""Failover in the middle of moves: a move stopped in every phase, the primary killed
+(immediate shutdown), the standby promoted, recovery against the new primary through the
+multi-host DSN; then invariants I1-I6 (tests/invariants.py) and the volumes' checksums.
+
+Each move runs in its own process, killed (SIGKILL) at a named crash point of the engine,
+so that the failover finds it exactly in that phase.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "agent"))
+
+from agenttools import AgentProcess  # noqa: E402
+REPLICATED_DB = "movedisk"  # the database replicated_cluster deploys (tests/conftest.py)
+from invariants import check, volume_checksums  # noqa: E402
+
+from movedisk import db as mdb  # noqa: E402
+from movedisk import inventory  # noqa: E402
+from movedisk.agent import SimControl, StorageClient  # noqa: E402
+from movedisk.engine.move import Engine  # noqa: E402
+from movedisk.engine.recover import recover  # noqa: E402
+from movedisk.engine.store import Store  # noqa: E402
+
+# One move per crash point: where its process dies, so where the failover finds it.
+PHASES = {
+    "d-phase1": "after_phase1_commit",  # TEMPORARY_CREATED, no copy asked
+    "d-copy-recorded": "after_copy_recorded",  # COPYING, the copy goes on at the agent
+    "d-copying": "during_copy",  # COPYING, still copying (slow) at the failover
+    "d-phase3-open": "inside_phase3_before_commit",  # COPYING: phase 3 never committed
+    "d-switched": "after_phase3_commit",  # SWITCHED, source deletion not started
+    "d-deleted": "after_source_delete_before_rows",  # DELETING_SOURCE, S already empty
+    "d-done": "",  # ENDED_SUCCESS before the failover
+}
+
+_DRIVER = """
+import sys, uuid, psycopg
+from psycopg.rows import dict_row
+from movedisk.agent import StorageClient
+from movedisk.engine.move import Engine
+from movedisk.engine.store import Store
+dsn, sock, disk, dest = sys.argv[1:5]
+conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+eng = Engine(Store(conn), StorageClient(sock, timeout=30))
+eng.run(eng.start(uuid.UUID(disk), uuid.UUID(dest)))
+"""
+
+
+def spec(aliases: list[str]) -> dict[str, Any]:
+    return {"data_centers": [{
+        "name": "dc",
+        "domains": [{"name": "S", "capacity": "256M"}, {"name": "D", "capacity": "256M"}],
+        "vms": [{"name": "vm1", "disks": [
+            {"alias": a, "domain": "S", "size": "4M", "data": "1M", "snapshots": 1}
+            for a in aliases]}],
+    }]}
+
+
+@pytest.fixture
+def agent_proc(tmp_path: Path) -> Iterator[AgentProcess]:
+    root = tmp_path / "agent"
+    root.mkdir()
+    sockdir = tempfile.mkdtemp(prefix="mdf-", dir="/tmp")
+    proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def drive(dsn: str, agent: AgentProcess, disk: str, dest: str, crash_at: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "MOVEDISK_CRASH_AT": crash_at}
+    if not crash_at:
+        env.pop("MOVEDISK_CRASH_AT")
+    return subprocess.Popen([sys.executable, "-c", _DRIVER, dsn, agent.socket, disk, dest],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stages(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    rows = conn.execute("SELECT image_group_id::text AS disk, stage FROM move_disk_commands").fetchall()
+    return {r["disk"]: r["stage"] for r in rows}
+
+
+def recover_all(dsn: str, client: StorageClient, timeout: float = 60) -> tuple[float, int]:
+    """Recovery on whichever server is the primary until no move is unfinished; seconds, rounds."""
+    started = time.monotonic()
+    rounds = 0
+    with mdb.PrimarySession(dsn) as session:
+        engine = Engine(Store(session.conn), client)
+        while True:
+            rounds += 1
+            report = recover(engine)
+            assert not report.errors, report.to_json()
+            if not engine.store.unfinished_moves():
+                return time.monotonic() - started, rounds
+            assert time.monotonic() - started < timeout, report.to_json()
+            time.sleep(0.05)
+
+
+def placement(conn: psycopg.Connection[Any], disk: str) -> set[str]:
+    return {r["sd"] for r in conn.execute(
+        "SELECT m.storage_domain_id::text AS sd FROM images i JOIN image_storage_domain_map m "
+        "ON m.image_id = i.image_guid WHERE i.image_group_id = %s", (disk,)).fetchall()}
+
+
+@pytest.mark.slow
+def test_failover_with_moves_in_every_phase(replicated_cluster, agent_proc, record_property) -> None:
+    cluster = replicated_cluster(synchronous=True)
+    dsn = cluster.dsn(REPLICATED_DB)
+    sim = SimControl(agent_proc.socket, timeout=30)
+    client = StorageClient(agent_proc.socket, timeout=30)
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        made = inventory.build(conn, sim, spec(list(PHASES)), salt=uuid.uuid4().hex)
+    expected = volume_checksums(agent_proc.root)
+    src, dst = made.domains["S"], made.domains["D"]
+    disks = {alias: made.disks[alias]["id"] for alias in PHASES}
+    # The copy that must still run at the failover: about 1 MiB at 512 KiB/s.
+    sim.add_fault("copy_delay", sdUUID=dst, imgUUID=disks["d-copying"], count=0,
+                  bytes_per_second=512 * 1024)
+
+    procs = {a: drive(dsn, agent_proc, disks[a], dst, point) for a, point in PHASES.items()}
+    for alias, proc in procs.items():
+        if alias != "d-copying":
+            proc.wait(60)
+    for alias, proc in procs.items():
+        if PHASES[alias] and alias != "d-copying":
+            assert proc.returncode == -9, (alias, proc.returncode, proc.stderr.read())
+    procs["d-done"].returncode == 0 or pytest.fail(procs["d-done"].stderr.read())
+    procs["d-copying"].wait(60)
+    assert procs["d-copying"].returncode == -9
+    with psycopg.connect(cluster.primary.dsn(REPLICATED_DB), row_factory=dict_row) as conn:
+        before = stages(conn)
+    in_flight = Counter(s for s in before.values() if s not in ("ENDED_SUCCESS",))
+    assert before[disks["d-copying"]] == "COPYING"
+    assert client.tasks_by_tag and any(
+        t.get("taskState") != "finished" for t in client.tasks_by_tag(
+            str(_command_of(cluster, disks["d-copying"]))))
+
+    promote_s = cluster.failover()
+    seconds, rounds = recover_all(dsn, client)
+    record_property("moves_in_flight_by_phase", dict(in_flight))
+    record_property("promote_s", round(promote_s, 3))
+    record_property("promote_to_all_finished_s", round(promote_s + seconds, 3))
+    print(f"\nfailover: in flight {dict(in_flight)}; promote {promote_s:.2f}s; "
+          f"recovery {seconds:.2f}s in {rounds} round(s)")
+
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        after = {alias: stages(conn)[disk] for alias, disk in disks.items()}
+        # No copy was asked before the crash: compensated, the disk stays on S. Every other
+        # move had a copy under way or done: it rolls forward to D.
+        assert after == {a: "ENDED_FAILURE" if a == "d-phase1" else "ENDED_SUCCESS"
+                         for a in PHASES}, after
+        for alias, disk in disks.items():
+            on = src if alias == "d-phase1" else dst
+            assert placement(conn, disk) == {on}, alias
+            other = dst if on == src else src
+            assert not (agent_proc.root / "domains" / other / "images" / disk).exists(), alias
+        check(conn, agent_proc.root, expected, settled=True)
+
+
+def _command_of(cluster: Any, disk: str) -> uuid.UUID:
+    rows = cluster.primary.sql("SELECT command_id FROM move_disk_commands WHERE image_group_id = %s",
+                               disk, dbname=REPLICATED_DB)
+    return rows[0][0]
+
+
+@pytest.mark.slow
+def test_async_failover_loses_phase3_after_the_source_was_deleted(
+    replicated_cluster, agent_proc, record_property
+) -> None:
+    """The standby stops receiving once the copy is recorded; the move goes on on the old
+    primary through phase 3 and the deletion of the source; the primary dies. The new
+    primary says COPYING with the disk on S; the storage says S is empty and D complete.
+    Recovery must roll forward from the storage: the disk ends on D, nothing else deleted."""
+    cluster = replicated_cluster(synchronous=False)
+    dsn = cluster.dsn(REPLICATED_DB)
+    sim = SimControl(agent_proc.socket, timeout=30)
+    client = StorageClient(agent_proc.socket, timeout=30)
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        made = inventory.build(conn, sim, spec(["vm1-data"]), salt=uuid.uuid4().hex)
+    expected = volume_checksums(agent_proc.root)
+    src, dst = made.domains["S"], made.domains["D"]
+    disk = made.disks["vm1-data"]["id"]
+
+    proc = drive(dsn, agent_proc, disk, dst, "after_copy_recorded")
+    assert proc.wait(60) == -9, proc.stderr.read()
+    cluster.wait_replayed()
+    cut_at = cluster.cut_replication()
+    # The move goes on (recovery of the dead process) on the old primary only.
+    proc = subprocess.run(
+        [sys.executable, "-c", _RECOVER_DRIVER, cluster.primary.dsn(REPLICATED_DB), agent_proc.socket],
+        env={**os.environ, "MOVEDISK_CRASH_AT": "after_source_delete_before_rows"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert not (agent_proc.root / "domains" / src / "images" / disk).exists()
+    old = cluster.primary.sql(
+        "SELECT stage, pg_current_wal_lsn()::text FROM move_disk_commands", dbname=REPLICATED_DB)
+    assert old[0][0] == "DELETING_SOURCE"
+    lost_bytes = cluster.primary.sql("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)",
+                                     old[0][1], cut_at)[0][0]
+    next_xid = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+    old_next = cluster.primary.sql(next_xid, dbname=REPLICATED_DB)[0][0]
+
+    cluster.failover()
+    lost_xacts = old_next - cluster.primary.sql(next_xid, dbname=REPLICATED_DB)[0][0]
+    assert lost_xacts >= 2  # at least phase 3 and the recorded deletion
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        assert set(stages(conn).values()) == {"COPYING"}  # phase 3 and after: lost
+        assert placement(conn, disk) == {src}  # the database still says S
+    seconds, _ = recover_all(dsn, client)
+    record_property("async_lost_wal_bytes", int(lost_bytes))
+    record_property("async_lost_transactions", int(lost_xacts))
+    print(f"\nasync failover: lost {lost_xacts} write transactions, {int(lost_bytes)} bytes "
+          f"of WAL (phase 3 and the deletion record); recovered in {seconds:.2f}s")
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        assert set(stages(conn).values()) == {"ENDED_SUCCESS"}
+        assert placement(conn, disk) == {dst}
+        check(conn, agent_proc.root, expected, settled=True)
+
+
+_RECOVER_DRIVER = """
+import sys, time, psycopg
+from psycopg.rows import dict_row
+from movedisk.agent import StorageClient
+from movedisk.engine.move import Engine
+from movedisk.engine.recover import recover
+from movedisk.engine.store import Store
+dsn, sock = sys.argv[1:3]
+conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+eng = Engine(Store(conn), StorageClient(sock, timeout=30))
+for _ in range(100):
+    recover(eng)
+    time.sleep(0.05)
+"""
