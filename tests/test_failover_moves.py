@@ -8,6 +8,7 @@ so that the failover finds it exactly in that phase.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from psycopg.rows import dict_row
 sys.path.insert(0, str(Path(__file__).resolve().parent / "agent"))
 
 from agenttools import AgentProcess  # noqa: E402
+from cli_runner import run_cli  # noqa: E402
 REPLICATED_DB = "movedisk"  # the database replicated_cluster deploys (tests/conftest.py)
 from invariants import check, volume_checksums  # noqa: E402
 
@@ -154,7 +156,12 @@ def test_failover_with_moves_in_every_phase(replicated_cluster, agent_proc, reco
             str(_command_of(cluster, disks["d-copying"]))))
 
     promote_s = cluster.failover()
-    seconds, rounds = recover_all(dsn, client)
+    started = time.monotonic()
+    res = run_cli("recover", "--json", "--dsn", dsn, "--agent", agent_proc.socket)
+    seconds, rounds = time.monotonic() - started, 1
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads(res.stdout)
+    assert len(report["finished"]) == len(in_flight_moves(before)) and not report["errors"]
     record_property("moves_in_flight_by_phase", dict(in_flight))
     record_property("promote_s", round(promote_s, 3))
     record_property("promote_to_all_finished_s", round(promote_s + seconds, 3))
@@ -173,6 +180,49 @@ def test_failover_with_moves_in_every_phase(replicated_cluster, agent_proc, reco
             other = dst if on == src else src
             assert not (agent_proc.root / "domains" / other / "images" / disk).exists(), alias
         check(conn, agent_proc.root, expected, settled=True)
+
+
+def in_flight_moves(stage_by_disk: dict[str, str]) -> list[str]:
+    return [d for d, st in stage_by_disk.items() if not st.startswith("ENDED")]
+
+
+@pytest.mark.slow
+def test_an_old_primary_restarted_after_the_failover_cannot_finish_a_move(
+    replicated_cluster, agent_proc
+) -> None:
+    """Split brain: the old primary comes back read-write with a move it believes is in
+    flight. ``movedisk recover`` pointed at it (first in the DSN, so libpq picks it) refuses
+    before changing anything, there and on the storage; against the new primary it works."""
+    cluster = replicated_cluster(synchronous=True)
+    dsn = cluster.dsn(REPLICATED_DB)
+    sim = SimControl(agent_proc.socket, timeout=30)
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        made = inventory.build(conn, sim, spec(["vm1-data"]), salt=uuid.uuid4().hex)
+    src, dst = made.domains["S"], made.domains["D"]
+    disk = made.disks["vm1-data"]["id"]
+    proc = drive(dsn, agent_proc, disk, dst, "after_phase3_commit")
+    assert proc.wait(60) == -9, proc.stderr.read()
+    cluster.failover()
+    old = cluster.restart_old_primary()
+    files = sorted(p.name for p in (agent_proc.root / "domains").glob("*/images/*"))
+
+    res = run_cli("recover", "--dsn", dsn, "--agent", agent_proc.socket)
+    assert res.returncode == 20, res.stdout + res.stderr
+    assert res.stderr.startswith("movedisk: NotPrimary: 127.0.0.1:") and "timeline 1" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    on_old = old.sql("SELECT stage FROM move_disk_commands", dbname=REPLICATED_DB)
+    assert on_old == [("SWITCHED",)]  # untouched
+    assert sorted(p.name for p in (agent_proc.root / "domains").glob("*/images/*")) == files
+    assert (agent_proc.root / "domains" / src / "images" / disk).exists()
+
+    new_only = cluster.primary.dsn(REPLICATED_DB)
+    res = run_cli("recover", "--json", "--dsn", new_only, "--agent", agent_proc.socket)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [f["stage"] for f in json.loads(res.stdout)["finished"]] == ["ENDED_SUCCESS"]
+    # Even now, the old primary is refused (the promoted server is in the DSN).
+    res = run_cli("recover", "--dsn", dsn, "--agent", agent_proc.socket)
+    assert res.returncode == 20
+    assert old.sql("SELECT stage FROM move_disk_commands", dbname=REPLICATED_DB) == [("SWITCHED",)]
 
 
 def _command_of(cluster: Any, disk: str) -> uuid.UUID:
