@@ -108,10 +108,11 @@ def register(sub: Any) -> None:
 def engine_for(args: argparse.Namespace, on_event: Any = None) -> Engine:
     # The primary, found through a multi-host DSN and reached with bounded retries; a
     # standby or an old primary that a failover superseded is refused (NotPrimary).
-    conn = PrimarySession(args.dsn).conn
+    session = PrimarySession(args.dsn)
+    conn = session.conn
     client = StorageClient(agent_socket(args), timeout=60)
     return Engine(Store(conn), client, lease_seconds=args.lease_seconds,
-                  on_event=on_event or (lambda e: None))
+                  on_event=on_event or (lambda e: None), reconnect=session.reconnect)
 
 
 def _recover_first(args: argparse.Namespace, engine: Engine) -> None:

@@ -225,6 +225,44 @@ def test_an_old_primary_restarted_after_the_failover_cannot_finish_a_move(
     assert old.sql("SELECT stage FROM move_disk_commands", dbname=REPLICATED_DB) == [("SWITCHED",)]
 
 
+@pytest.mark.slow
+def test_a_running_move_follows_the_primary_through_the_failover(
+    replicated_cluster, agent_proc, record_property
+) -> None:
+    """``movedisk move --wait`` copying when the primary dies: the same process reconnects to
+    the promoted standby (multi-host DSN, bounded backoff), reloads the move from the
+    database and ends it; no recovery needed."""
+    cluster = replicated_cluster(synchronous=True)
+    dsn = cluster.dsn(REPLICATED_DB)
+    sim = SimControl(agent_proc.socket, timeout=30)
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        made = inventory.build(conn, sim, spec(["vm1-data"]), salt=uuid.uuid4().hex)
+    expected = volume_checksums(agent_proc.root)
+    src, dst = made.domains["S"], made.domains["D"]
+    disk = made.disks["vm1-data"]["id"]
+    sim.add_fault("copy_delay", sdUUID=dst, imgUUID=disk, count=0, bytes_per_second=1024 * 1024)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOVEDISK_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "movedisk.cli", "move", disk, "--to", dst, "--wait", "--json",
+         "--dsn", dsn, "--agent", agent_proc.socket],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while cluster.primary.sql("SELECT count(*) FROM move_disk_commands WHERE stage = 'COPYING'",
+                              dbname=REPLICATED_DB)[0][0] == 0:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    promote_s = cluster.failover()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert json.loads(out)["stage"] == "ENDED_SUCCESS"
+    record_property("running_move_promote_s", round(promote_s, 3))
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        assert conn.info.port == cluster.primary.port
+        assert placement(conn, disk) == {dst}
+        check(conn, agent_proc.root, expected, settled=True)
+    assert not (agent_proc.root / "domains" / src / "images" / disk).exists()
+
+
 def _command_of(cluster: Any, disk: str) -> uuid.UUID:
     rows = cluster.primary.sql("SELECT command_id FROM move_disk_commands WHERE image_group_id = %s",
                                disk, dbname=REPLICATED_DB)
