@@ -182,6 +182,43 @@ def test_failover_with_moves_in_every_phase(replicated_cluster, agent_proc, reco
         check(conn, agent_proc.root, expected, settled=True)
 
 
+@pytest.mark.slow
+def test_async_failover_that_loses_a_whole_move_is_found_by_verify(
+    replicated_cluster, agent_proc, record_property
+) -> None:
+    """The limit of asynchronous replication: a move that started, copied, switched and
+    deleted its source entirely after the standby's last received position leaves no record
+    on the new primary, so recovery has nothing to finish. What must still hold: nothing is
+    deleted (the only copy, on D, stays intact) and ``movedisk verify`` reports the mismatch
+    (the disk mapped to S is not there, an unknown image group is on D)."""
+    cluster = replicated_cluster(synchronous=False)
+    dsn = cluster.dsn(REPLICATED_DB)
+    sim = SimControl(agent_proc.socket, timeout=30)
+    client = StorageClient(agent_proc.socket, timeout=30)
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        made = inventory.build(conn, sim, spec(["vm1-data"]), salt=uuid.uuid4().hex)
+    expected = volume_checksums(agent_proc.root)
+    src, dst = made.domains["S"], made.domains["D"]
+    disk = made.disks["vm1-data"]["id"]
+    cluster.wait_replayed()
+    cluster.cut_replication()
+    proc = drive(dsn, agent_proc, disk, dst, "")
+    assert proc.wait(60) == 0, proc.stderr.read()
+    cluster.failover()
+    recover_all(dsn, client)  # nothing to recover: no record survived
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        assert stages(conn) == {} and placement(conn, disk) == {src}
+    assert not (agent_proc.root / "domains" / src / "images" / disk).exists()
+    on_d = {v.name: v for v in (agent_proc.root / "domains" / dst / "images" / disk).glob("*")
+            if not v.name.endswith(".meta")}
+    assert {k: v for k, v in volume_checksums(agent_proc.root).items() if k in on_d} == {
+        k: v for k, v in expected.items() if k in on_d} and on_d
+    res = run_cli("verify", "--json", "--dsn", dsn, "--agent-root", str(agent_proc.root))
+    assert res.returncode == 1, res.stdout + res.stderr
+    findings = json.loads(res.stdout)["findings"]
+    assert {f["check_name"] for f in findings} == {"volume_missing", "volume_unknown"}, findings
+
+
 def in_flight_moves(stage_by_disk: dict[str, str]) -> list[str]:
     return [d for d, st in stage_by_disk.items() if not st.startswith("ENDED")]
 
