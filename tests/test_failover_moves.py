@@ -219,6 +219,48 @@ def test_async_failover_that_loses_a_whole_move_is_found_by_verify(
     assert {f["check_name"] for f in findings} == {"volume_missing", "volume_unknown"}, findings
 
 
+@pytest.mark.slow
+def test_a_running_move_whose_record_the_failover_lost_stops_and_says_so(
+    replicated_cluster, agent_proc
+) -> None:
+    """Asynchronous, the standby cut off before the move started: the running process
+    reconnects to the promoted standby, finds no record of its move there and stops with
+    MoveRecordLost (one line, exit 15) instead of going on from what it remembers (phase 3
+    on a database that never saw phase 1 would map the disk to D behind its back)."""
+    cluster = replicated_cluster(synchronous=False)
+    dsn = cluster.dsn(REPLICATED_DB)
+    sim = SimControl(agent_proc.socket, timeout=30)
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        made = inventory.build(conn, sim, spec(["vm1-data"]), salt=uuid.uuid4().hex)
+    src, dst = made.domains["S"], made.domains["D"]
+    disk = made.disks["vm1-data"]["id"]
+    sim.add_fault("copy_delay", sdUUID=dst, imgUUID=disk, count=0, bytes_per_second=1024 * 1024)
+    cluster.wait_replayed()
+    cluster.cut_replication()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MOVEDISK_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "movedisk.cli", "move", disk, "--to", dst, "--wait",
+         "--dsn", dsn, "--agent", agent_proc.socket],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while cluster.primary.sql("SELECT count(*) FROM move_disk_commands WHERE stage = 'COPYING'",
+                              dbname=REPLICATED_DB)[0][0] == 0:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    cluster.failover()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 15, out + err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("movedisk: MoveRecordLost: the record of move ") and \
+        "after a failover" in lines[-1]
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        assert stages(conn) == {} and placement(conn, disk) == {src}
+        statuses = {r["imagestatus"] for r in conn.execute(
+            "SELECT imagestatus FROM images WHERE image_group_id = %s", (disk,)).fetchall()}
+    assert statuses == {1}  # the disk as the new primary knows it: OK, on S
+    assert (agent_proc.root / "domains" / src / "images" / disk).exists()  # S untouched
+
+
 def in_flight_moves(stage_by_disk: dict[str, str]) -> list[str]:
     return [d for d, st in stage_by_disk.items() if not st.startswith("ENDED")]
 
