@@ -417,3 +417,49 @@ for _ in range(100):
     recover(eng)
     time.sleep(0.05)
 """
+
+
+def test_a_flapping_database_is_reconnected_a_bounded_number_of_times() -> None:
+    """Each lost connection costs one reconnect and a reload from the database; after
+    MAX_RECONNECTS the run gives up with ConnectionFailed (recovery finishes the move)."""
+    import dataclasses
+    from datetime import datetime, timezone
+
+    from movedisk.engine import move as move_mod
+    from movedisk.engine.store import MoveCommand
+    from movedisk.errors import ConnectionFailed
+
+    now = datetime.now(timezone.utc)
+    cmd = MoveCommand(
+        command_id=uuid.uuid4(), image_group_id=uuid.uuid4(), src_storage=uuid.uuid4(),
+        dest_storage=uuid.uuid4(), storage_pool_id=uuid.uuid4(), temporary_disk_id=uuid.uuid4(),
+        wipe_after_delete=False, stage="COPYING", copy_task_id=None, delete_task_id=None,
+        lease_owner="me", lease_expires=now, last_error=None, recovered=False, created_at=now,
+        updated_at=now, ended_at=None)
+    loads: list[uuid.UUID] = []
+
+    class Store:
+        conn = None
+
+        def get_move(self, command_id: uuid.UUID) -> MoveCommand:
+            loads.append(command_id)
+            return dataclasses.replace(cmd)
+
+    class Agent:
+        calls = 0
+
+        def tasks_by_tag(self, tag: str) -> list[dict[str, Any]]:
+            Agent.calls += 1
+            if Agent.calls > 50:  # an unbounded loop fails here instead of hanging
+                raise RuntimeError("reconnected without a bound")
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    reconnects: list[int] = []
+    engine = move_mod.Engine(Store(), Agent(), owner="me",  # type: ignore[arg-type]
+                             reconnect=lambda: reconnects.append(1))
+    with pytest.raises(ConnectionFailed, match="lost the database 6 times"):
+        engine.run(cmd)
+    assert len(reconnects) == move_mod.MAX_RECONNECTS == len(loads)
+    # Without a way to reconnect the error goes through at once.
+    with pytest.raises(psycopg.OperationalError):
+        move_mod.Engine(Store(), Agent(), owner="me").run(cmd)  # type: ignore[arg-type]

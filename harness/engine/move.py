@@ -16,7 +16,7 @@ from typing import Any
 
 from ..agent import COPY, StorageClient
 from ..agent import errors as agent_errors
-from ..errors import MovediskError
+from ..errors import ConnectionFailed, MovediskError
 from . import end
 from .crashpoints import crash_point
 from .events import Event, EventSink, ignore
@@ -35,6 +35,8 @@ from .states import (
 from .store import MoveCommand, Store
 
 DEFAULT_LEASE_SECONDS = 30
+# Reconnections one run may make (each one bounded by db.Backoff) before it gives up.
+MAX_RECONNECTS = 5
 
 
 class MoveStuck(MovediskError):
@@ -110,6 +112,7 @@ class Engine:
         the move as the database then records it, never from the ``cmd`` it had: the last
         commit may not have survived the failover."""
         tag = str(cmd.command_id)
+        reconnects = 0
         while True:
             try:
                 stage = Stage(cmd.stage)
@@ -123,6 +126,12 @@ class Engine:
             except Exception as exc:
                 if self.reconnect is None or not connection_lost(exc):
                     raise
+                reconnects += 1
+                if reconnects > MAX_RECONNECTS:
+                    raise ConnectionFailed(
+                        f"lost the database {reconnects} times during the move of disk "
+                        f"{cmd.image_group_id}; giving up (movedisk recover finishes it)"
+                    ) from exc
                 cmd = self._reload_after_reconnect(cmd, exc)
                 # What the database now says may be older than what this process did:
                 # decide from the storage, as recovery does.
