@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from . import replication
 from . import verify as verify_mod
 from .audit import event_from_row
 from .cli import common_options, emit
@@ -297,6 +298,8 @@ def _storage_root(args: argparse.Namespace) -> str:
 def _verify(args: argparse.Namespace) -> int:
     root = None if args.db_only else _storage_root(args)
     with _read_only(args.dsn) as conn:
+        # On a standby the findings are as of its last replayed commit: say how far it lags.
+        server = replication.server_role(conn)
         try:
             findings = verify_mod.database_findings(conn, args.leftover_age, args.command_age)
         except psycopg.errors.DataError as exc:  # e.g. an --leftover-age that is no interval
@@ -309,13 +312,15 @@ def _verify(args: argparse.Namespace) -> int:
         "storage_root": root,
         "checksums": root is not None and not args.no_checksums,
         "findings": [f.to_json() for f in findings],
+        "server": {**server.to_json(), "summary": replication.lag_summary(server)},
     }
 
     def human(r: dict[str, Any]) -> str:
         scope = "database" if root is None else f"database and storage ({root})"
+        lag = [f"on a standby: {r['server']['summary']}"] if server.in_recovery else []
         if r["ok"]:
-            return f"verify: no findings ({scope})"
-        lines = [f"verify: {len(findings)} finding(s) ({scope})"]
+            return "\n".join([*lag, f"verify: no findings ({scope})"])
+        lines = [*lag, f"verify: {len(findings)} finding(s) ({scope})"]
         lines += [f"{f.severity:<7} {f.check_name}: {f.message}" for f in findings]
         return "\n".join(lines)
 

@@ -18,7 +18,7 @@ from typing import Any
 from . import inventory
 from .agent import SimControl, StorageClient
 from .cli import common_options, emit
-from .db import connect
+from .db import PrimarySession, connect
 from .engine import cleanup as cleanup_mod
 from .engine import recover as recover_mod
 from .engine import remove as remove_mod
@@ -103,10 +103,13 @@ def register(sub: Any) -> None:
 
 
 def engine_for(args: argparse.Namespace, on_event: Any = None) -> Engine:
-    conn = connect(args.dsn, autocommit=True)
+    # The primary, found through a multi-host DSN and reached with bounded retries; a
+    # standby or an old primary that a failover superseded is refused (NotPrimary).
+    session = PrimarySession(args.dsn)
+    conn = session.conn
     client = StorageClient(agent_socket(args), timeout=60)
     return Engine(Store(conn), client, lease_seconds=args.lease_seconds,
-                  on_event=on_event or (lambda e: None))
+                  on_event=on_event or (lambda e: None), reconnect=session.reconnect)
 
 
 def _recover_first(args: argparse.Namespace, engine: Engine) -> None:

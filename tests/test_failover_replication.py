@@ -88,6 +88,17 @@ def test_standby_reports_how_far_it_lags(replicated_cluster) -> None:
     assert report[str(cluster.primary.port)]["role"] == "primary"
     assert report[str(cluster.standby.port)]["role"] == "standby"
     assert "WAL receiver not running" in report[str(cluster.standby.port)]["summary"]
+    # movedisk verify on the standby says how far behind its findings are.
+    res = run_cli("verify", "--db-only", "--json", "--dsn", cluster.standby.dsn(REPLICATED_DB))
+    assert res.returncode == 0, res.stdout + res.stderr
+    server = json.loads(res.stdout)["server"]
+    assert server["role"] == "standby" and server["wal_receiver"] is None
+    assert server["receive_lsn"] == behind.receive_lsn
+    res = run_cli("verify", "--db-only", "--dsn", cluster.standby.dsn(REPLICATED_DB))
+    assert res.stdout.startswith(f"on a standby: 127.0.0.1:{cluster.standby.port}: standby on "
+                                 "timeline 1, received ")
+    res = run_cli("verify", "--db-only", "--dsn", cluster.dsn(REPLICATED_DB))
+    assert res.stdout.startswith("verify: no findings (database)")
     # Only the standby in the DSN: a report, exit 1 (no primary there).
     res = run_cli("db", "replication", "--dsn", cluster.standby.dsn(REPLICATED_DB))
     assert res.returncode == 1 and "standby on timeline 1, received" in res.stdout

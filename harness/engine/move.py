@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..agent import COPY, StorageClient
 from ..agent import errors as agent_errors
-from ..errors import MovediskError
+from ..errors import ConnectionFailed, MovediskError
 from . import end
 from .crashpoints import crash_point
 from .events import Event, EventSink, ignore
@@ -34,6 +35,8 @@ from .states import (
 from .store import MoveCommand, Store
 
 DEFAULT_LEASE_SECONDS = 30
+# Reconnections one run may make (each one bounded by db.Backoff) before it gives up.
+MAX_RECONNECTS = 5
 
 
 class MoveStuck(MovediskError):
@@ -41,6 +44,20 @@ class MoveStuck(MovediskError):
 
     code = "MD300"
     exit_code = 15
+
+
+class MoveRecordLost(MovediskError):
+    """A failover lost the move's own record: the storage decides what is left (verify)."""
+
+    code = "MD302"
+    exit_code = 15
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a lost or refused database connection."""
+    from ..db import is_transient
+
+    return is_transient(exc) or (exc.__cause__ is not None and is_transient(exc.__cause__))
 
 
 class LeaseLost(MovediskError):
@@ -61,6 +78,8 @@ class Engine:
     on_event: EventSink = ignore
     poll_seconds: float = 0.02
     max_poll_seconds: float = 0.25
+    # A new connection to the primary after a lost one (db.PrimarySession.reconnect), or None.
+    reconnect: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.owner:
@@ -86,17 +105,54 @@ class Engine:
     # --- running -------------------------------------------------------------------------
 
     def run(self, cmd: MoveCommand, recovering: bool = False) -> MoveCommand:
-        """Drive a move we hold the lease of to a final stage."""
+        """Drive a move we hold the lease of to a final stage.
+
+        When the database connection is lost (the primary died, a failover) and the engine
+        has a ``reconnect``, it reaches the primary again (bounded backoff) and goes on from
+        the move as the database then records it, never from the ``cmd`` it had: the last
+        commit may not have survived the failover."""
         tag = str(cmd.command_id)
+        reconnects = 0
         while True:
-            stage = Stage(cmd.stage)
-            if stage.final:
-                return cmd
-            copy, delete = self.tasks(tag, cmd)
-            view = MoveView(stage, recovering)
-            truth = self.truth(cmd) if needs_truth(view, copy, delete) else None
-            action = next_action(view, copy, delete, truth)
-            cmd = self.act(action, cmd, copy, delete, truth)
+            try:
+                stage = Stage(cmd.stage)
+                if stage.final:
+                    return cmd
+                copy, delete = self.tasks(tag, cmd)
+                view = MoveView(stage, recovering)
+                truth = self.truth(cmd) if needs_truth(view, copy, delete) else None
+                action = next_action(view, copy, delete, truth)
+                cmd = self.act(action, cmd, copy, delete, truth)
+            except Exception as exc:
+                if self.reconnect is None or not connection_lost(exc):
+                    raise
+                reconnects += 1
+                if reconnects > MAX_RECONNECTS:
+                    raise ConnectionFailed(
+                        f"lost the database {reconnects} times during the move of disk "
+                        f"{cmd.image_group_id}; giving up (movedisk recover finishes it)"
+                    ) from exc
+                cmd = self._reload_after_reconnect(cmd, exc)
+                # What the database now says may be older than what this process did:
+                # decide from the storage, as recovery does.
+                recovering = True
+
+    def _reload_after_reconnect(self, cmd: MoveCommand, exc: BaseException) -> MoveCommand:
+        assert self.reconnect is not None
+        self.emit("warning", cmd, f"lost the database ({' '.join(str(exc).split())}); "
+                  "reconnecting to the primary")
+        self.store.conn = self.reconnect()
+        fresh = self.store.get_move(cmd.command_id)
+        if fresh is None:
+            raise MoveRecordLost(
+                f"the record of move {cmd.command_id} (disk {cmd.image_group_id}) is not on "
+                "the primary after a failover (asynchronous replication lost its phase 1); "
+                "the storage may hold a copy tagged with that command id"
+            )
+        if fresh.lease_owner != self.owner:
+            raise LeaseLost(f"move {cmd.command_id} is now run by {fresh.lease_owner}")
+        self.emit("phase", fresh, f"reconnected: the database records stage {fresh.stage}")
+        return fresh
 
     def tasks(self, tag: str, cmd: MoveCommand) -> tuple[TaskView, TaskView]:
         """The copy and deletion tasks the agent holds for this command (latest of each)."""
