@@ -69,7 +69,7 @@ def test_fresh_deploy_creates_schema_and_records_upgrades(new_db) -> None:
                 "SELECT rolname FROM pg_roles WHERE rolname LIKE 'movedisk_%'"
             ).fetchall()
         }
-    assert roles == {"movedisk_engine", "movedisk_dba"}
+    assert roles == {"movedisk_owner", "movedisk_engine", "movedisk_dba"}
 
 
 def test_redeploy_changes_nothing(new_db, pg_cluster) -> None:
@@ -262,12 +262,14 @@ def test_privileges_engine_executes_only_dba_reads_views_public_nothing(db) -> N
             UNION ALL
             SELECT (aclexplode(coalesce(relacl, acldefault('r', relowner)))).grantee
             FROM pg_class WHERE relnamespace = 'public'::regnamespace
-            UNION ALL
-            SELECT (aclexplode(nspacl)).grantee FROM pg_namespace WHERE nspname = 'public'
         ) AS acl WHERE g = 0
         """
     ).fetchone()
     assert public_grants == {"n": 0}
+    # The schema keeps the privileges it had (PostgreSQL 15's default: PUBLIC may use it).
+    assert db.execute(
+        "SELECT nspacl::text AS acl FROM pg_namespace WHERE nspname = 'public'"
+    ).fetchone()["acl"].startswith("{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner")
     db.execute("SET LOCAL ROLE movedisk_engine")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.transaction():
