@@ -302,6 +302,7 @@ class DeployReport:
     functions: int = 0
     views: int = 0
     views_unchanged: int = 0
+    engine_views_kept: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     changes: list[str] = field(default_factory=list)
@@ -435,7 +436,7 @@ def _replace(
                 conn.execute(probe)
                 args = _rows(
                     conn,
-                    "SELECT pg_catalog.pg_get_function_identity_arguments(p.oid) "
+                    "SELECT pg_catalog.oidvectortypes(p.proargtypes) "
                     "FROM pg_catalog.pg_proc AS p WHERE p.proname = 'movedisk_deploy_probe' "
                     "AND p.pronamespace = pg_catalog.pg_my_temp_schema()",
                 )[0][0]
@@ -590,6 +591,7 @@ def _apply_procedures(
     view_sources: dict[str, tuple[str, str]] = {}  # name -> (file, statement hash)
     skip: set[str] = set()
     redone: set[str] = set()
+    engines: set[str] = set()  # the engine's views that the package leaves as they are
     for f in tree.procedures:
         for st in split_statements(f.text):
             created = _created(st)
@@ -605,6 +607,15 @@ def _apply_procedures(
                 and rec[0] == digest and rec[1] == now[1]
                 and not (uses.get(name, set()) & redone)
             )
+            if rec is None and now is not None and not claim_all:
+                # The engine's own view, met for the first time. Ours adds columns at the
+                # end: an extension, replaced in place. Ours has the same columns: the
+                # package's stand-in for it, and the engine's definition stays.
+                theirs, ours = _view_columns(conn, name), _probe_view_columns(conn, st)
+                if set(theirs) == set(ours):
+                    engines.add(name)
+                    skip.add(name)
+                    continue
             (skip if unchanged else redone).add(name)
 
     # What the package may drop along with a view it must re-create.
@@ -620,7 +631,8 @@ def _apply_procedures(
             created = _created(st)
             if created and created[0] == "function":
                 function_sources.setdefault(created[1], f.name)
-    report.views_unchanged = len(skip)
+    report.views_unchanged = len(skip - engines)
+    report.engine_views_kept = sorted(engines)
 
     after = _Objects.read(conn)
     defined: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
@@ -631,6 +643,8 @@ def _apply_procedures(
             defined[("function", _qualify(identity))] = (source, None, None)
     for identity, (version, definition) in after.views.items():
         name = _unqualified(identity).strip('"')
+        if name in engines:
+            continue
         if name in view_sources and (name in skip or before.views.get(identity, ("",))[0] != version):
             source, digest = view_sources[name]
             defined[("view", f"public.{name}")] = (source, digest, definition)
@@ -683,6 +697,31 @@ def _apply_procedures(
         conn.execute(_UPSERT, (kind, identity, source, digest, definition, adopted))
     report.functions = sum(1 for k in defined if k[0] == "function")
     report.views = sum(1 for k in defined if k[0] == "view")
+
+
+_COLUMNS = """
+SELECT a.attname::text FROM pg_catalog.pg_attribute AS a
+WHERE a.attrelid = pg_catalog.to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+def _view_columns(conn: psycopg.Connection[Any], name: str) -> list[str]:
+    return [r[0] for r in _rows_params(conn, _COLUMNS, (f"public.{name}",))]
+
+
+def _probe_view_columns(conn: psycopg.Connection[Any], st: Statement) -> list[str]:
+    """The columns the statement's view would have: created as a temporary view and dropped."""
+    probe = _CREATE_OBJECT.sub(
+        lambda m: m.group(0)[: m.start(2) - m.start(0)] + "pg_temp.movedisk_deploy_probe",
+        st.text, count=1,
+    )
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(probe)
+            return [r[0] for r in _rows_params(conn, _COLUMNS, ("pg_temp.movedisk_deploy_probe",))]
+    except psycopg.Error:
+        return []
 
 
 def _qualify(identity: str) -> str:

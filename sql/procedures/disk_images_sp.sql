@@ -1,16 +1,17 @@
 -- Volume lookups through images_storage_domain_view (oVirt disk_images_sp.sql names).
 
--- GetImageByImageGuid: the volume with that guid, with its disk and storage domain.
+-- GetImageByImageGuid: the volume with that guid, with its disk, storage domain and
+-- statistics (oVirt 4.5: vm_images_view rows, so a volume without disk_image_dynamic is not found).
 CREATE OR REPLACE FUNCTION GetImageByImageGuid(
     v_image_guid UUID
 )
-RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
+RETURNS SETOF VM_IMAGES_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view WHERE image_guid = v_image_guid;
+    SELECT * FROM vm_images_view WHERE image_guid = v_image_guid;
 END;
 $procedure$;
 

@@ -115,8 +115,8 @@ BEGIN
 END;
 $procedure$;
 
--- GetVmDeviceByDeviceId: a device (NULL vm: on every VM).
-CREATE OR REPLACE FUNCTION GetVmDeviceByDeviceId(
+-- GetVmDeviceRowByDeviceId: a device (NULL vm: on every VM).
+CREATE OR REPLACE FUNCTION GetVmDeviceRowByDeviceId(
     v_device_id UUID,
     v_vm_id UUID
 )
@@ -132,8 +132,8 @@ BEGIN
 END;
 $procedure$;
 
--- GetVmDeviceByVmId: the devices of a VM.
-CREATE OR REPLACE FUNCTION GetVmDeviceByVmId(
+-- GetVmDeviceRowsByVmId: the devices of a VM.
+CREATE OR REPLACE FUNCTION GetVmDeviceRowsByVmId(
     v_vm_id UUID,
     v_user_id UUID,
     v_is_filtered BOOLEAN
@@ -151,8 +151,8 @@ BEGIN
 END;
 $procedure$;
 
--- GetAllFromVmDevice: every device.
-CREATE OR REPLACE FUNCTION GetAllFromVmDevice()
+-- GetAllVmDeviceRows: every device.
+CREATE OR REPLACE FUNCTION GetAllVmDeviceRows()
 RETURNS SETOF VM_DEVICE
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp

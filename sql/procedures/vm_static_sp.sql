@@ -1,8 +1,8 @@
--- VMs and templates: oVirt's InsertVmStatic / InsertVmTemplate with only the parameters of the
+-- VMs and templates: oVirt's InsertVmStaticRow / InsertVmTemplateRow with only the parameters of the
 -- columns kept, in oVirt's order.
 
--- InsertVmStatic: adds a VM.
-CREATE OR REPLACE FUNCTION InsertVmStatic(
+-- InsertVmStaticRow: adds a VM.
+CREATE OR REPLACE FUNCTION InsertVmStaticRow(
     v_description VARCHAR(4000),
     v_free_text_comment TEXT,
     v_mem_size_mb INTEGER,
@@ -51,8 +51,8 @@ BEGIN
 END;
 $procedure$;
 
--- InsertVmTemplate: adds a template (its vmt_guid is its own id).
-CREATE OR REPLACE FUNCTION InsertVmTemplate(
+-- InsertVmTemplateRow: adds a template (its vmt_guid is its own id).
+CREATE OR REPLACE FUNCTION InsertVmTemplateRow(
     v_creation_date TIMESTAMP WITH TIME ZONE,
     v_description VARCHAR(4000),
     v_free_text_comment TEXT,
@@ -135,8 +135,8 @@ BEGIN
 END;
 $procedure$;
 
--- GetVmStaticByVmGuid: the VM or template with that id.
-CREATE OR REPLACE FUNCTION GetVmStaticByVmGuid(
+-- GetVmStaticRowByVmGuid: the VM or template with that id.
+CREATE OR REPLACE FUNCTION GetVmStaticRowByVmGuid(
     v_vm_guid UUID
 )
 RETURNS SETOF VM_STATIC
@@ -150,8 +150,8 @@ BEGIN
 END;
 $procedure$;
 
--- GetAllFromVmStatic: every VM.
-CREATE OR REPLACE FUNCTION GetAllFromVmStatic()
+-- GetAllVmStaticRows: every VM.
+CREATE OR REPLACE FUNCTION GetAllVmStaticRows()
 RETURNS SETOF VM_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
