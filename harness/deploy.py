@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,27 +369,31 @@ def _lock_error(
 
 def _execute_file(
     conn: psycopg.Connection[Any], f: SqlFile, session: _Session,
-    skip: set[str] | None = None, owned: set[tuple[str, str]] | None = None,
+    owned: set[tuple[str, str]] | None = None,
+    decide: Callable[[Statement], bool] | None = None,
 ) -> int:
-    """Run one file in one round trip (leaving out the CREATE VIEW statements of the views
-    in ``skip``); if it fails, roll it back to its savepoint and run it again statement by
-    statement to name the failing line, replacing a function or view whose CREATE OR
-    REPLACE the server refuses (changed result type or columns) by a drop and a create."""
-    statements = [
-        st for st in split_statements(f.text)
-        if not (skip and (c := _created(st)) and c[0] == "view" and c[1] in skip)
-    ]
-    text = f.text if not skip else ";\n".join(st.text for st in statements)
-    try:
-        with conn.transaction():
-            if text.strip():
-                conn.execute(text)
-        session.restore(conn)
-        return len(statements)
-    except psycopg.Error as exc:
-        failure = exc
+    """Run one file. Without ``decide``: in one round trip, and if that fails, rolled back
+    to its savepoint and run again statement by statement to name the failing line. With
+    ``decide``: statement by statement, each run only when ``decide`` says so. A function
+    or view whose CREATE OR REPLACE the server refuses (changed result type or columns) is
+    replaced by a drop and a create."""
+    statements = split_statements(f.text)
+    if decide is None:
+        try:
+            with conn.transaction():
+                conn.execute(f.text)
+            session.restore(conn)
+            return len(statements)
+        except psycopg.Error as exc:
+            failure: psycopg.Error | None = exc
+    else:
+        failure = None
+    ran = 0
     with conn.transaction():
         for st in statements:
+            if decide is not None and not decide(st):
+                continue
+            ran += 1
             try:
                 with conn.transaction():
                     conn.execute(st.text)
@@ -407,9 +412,25 @@ def _execute_file(
                     sqlstate=exc.sqlstate,
                 ) from exc
     session.restore(conn)
-    if failure.sqlstate in ("42P13", "42P16"):
-        return len(statements)
+    if failure is None or failure.sqlstate in ("42P13", "42P16"):
+        return ran
     raise DeployError(f"{f.name}: {_message(failure)}", file=f.name) from failure
+
+
+_TARGETS_VIEW = re.compile(
+    r"^\s*(?:COMMENT\s+ON\s+(?:VIEW\s+([\w.\"]+)|COLUMN\s+([\w\"]+)\.)"
+    r"|GRANT\s+[\w\s,]+\s+ON\s+(?:TABLE\s+)?([\w.\"]+))",
+    re.IGNORECASE,
+)
+
+
+def _targets_view(st: Statement) -> str | None:
+    """The relation a COMMENT ON VIEW / COLUMN or GRANT ... ON statement is about."""
+    m = _TARGETS_VIEW.match(st.text)
+    if not m:
+        return None
+    name = (m.group(1) or m.group(2) or m.group(3)).split(".")[-1]
+    return name[1:-1] if name.startswith('"') else name.lower()
 
 
 _PROBE = "movedisk_deploy_probe"
@@ -585,47 +606,57 @@ def _apply_procedures(
     for view, used in _rows(conn, _VIEW_DEPS):
         uses.setdefault(_unqualified(view), set()).add(_unqualified(used))
 
-    # Views whose statement and stored definition are what was recorded, and that read no
-    # view re-created in this deploy, are left alone (CREATE OR REPLACE VIEW would take an
-    # ACCESS EXCLUSIVE lock and wait behind every open reader).
-    view_sources: dict[str, tuple[str, str]] = {}  # name -> (file, statement hash)
-    skip: set[str] = set()
-    redone: set[str] = set()
-    engines: set[str] = set()  # the engine's views that the package leaves as they are
-    for f in tree.procedures:
-        for st in split_statements(f.text):
-            created = _created(st)
-            if not created or created[0] != "view":
-                continue
-            name = created[1]
-            digest = _sha(st.text)
-            view_sources[name] = (f.name, digest)
-            rec = recorded.get(("view", f"public.{name}"))
-            now = before.views.get(name) or before.views.get(f"public.{name}")
-            unchanged = (
-                not recreate_views and rec is not None and now is not None
-                and rec[0] == digest and rec[1] == now[1]
-                and not (uses.get(name, set()) & redone)
-            )
-            if rec is None and now is not None and not claim_all:
-                # The engine's own view, met for the first time. Ours adds columns at the
-                # end: an extension, replaced in place. Ours has the same columns: the
-                # package's stand-in for it, and the engine's definition stays.
-                theirs, ours = _view_columns(conn, name), _probe_view_columns(conn, st)
-                if set(theirs) == set(ours):
-                    engines.add(name)
-                    skip.add(name)
-                    continue
-            (skip if unchanged else redone).add(name)
-
     # What the package may drop along with a view it must re-create.
     owned = {k for k, v in recorded.items() if not v[2]}
     if claim_all:
         owned |= {("function", _qualify(i)) for i in before.routines}
         owned |= {("view", f"public.{_unqualified(i)}") for i in before.views}
+
+    view_sources: dict[str, tuple[str, str]] = {}  # name -> (file, statement hash)
+    skip: set[str] = set()
+    redone: set[str] = set()
+    engines: set[str] = set()  # the engine's views that the package leaves as they are
+
+    def run_view(st: Statement) -> bool:
+        """Whether to run a statement of a views file, decided when its turn comes (the
+        views it reads are then as this deploy leaves them)."""
+        target = _targets_view(st)
+        if target is not None and target in engines:
+            return False  # no comment or grant of the package's on the engine's own view
+        created = _created(st)
+        if not created or created[0] != "view":
+            return True
+        name = created[1]
+        digest = _sha(st.text)
+        view_sources[name] = (f.name, digest)
+        rec = recorded.get(("view", f"public.{name}"))
+        now = before.views.get(name) or before.views.get(f"public.{name}")
+        # A view whose statement and stored definition are what was recorded, and that
+        # reads no view re-created in this deploy, is left alone (CREATE OR REPLACE VIEW
+        # takes an ACCESS EXCLUSIVE lock and would wait behind every open reader).
+        if (
+            not recreate_views and rec is not None and now is not None
+            and rec[0] == digest and rec[1] == now[1]
+            and not (uses.get(name, set()) & redone)
+        ):
+            skip.add(name)
+            return False
+        if rec is None and now is not None and not claim_all:
+            # The engine's own view, met for the first time. Ours adds columns at the end:
+            # an extension, replaced in place. Ours has the same columns: the package's
+            # stand-in for it, and the engine's definition stays.
+            if set(_view_columns(conn, name)) == set(_probe_view_columns(conn, st)):
+                engines.add(name)
+                return False
+        redone.add(name)
+        return True
+
     function_sources: dict[str, str] = {}
     for f in tree.procedures:
-        report.statements += _execute_file(conn, f, session, skip, owned)
+        if any((c := _created(st)) and c[0] == "view" for st in split_statements(f.text)):
+            report.statements += _execute_file(conn, f, session, owned=owned, decide=run_view)
+        else:
+            report.statements += _execute_file(conn, f, session, owned=owned)
         report.procedure_files += 1
         for st in split_statements(f.text):
             created = _created(st)
