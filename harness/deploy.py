@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from .errors import DeployError, LockTimeout
+from .errors import DeployError, LockTimeout, ReadOnlyServer, server_state_error
 from .sqlfiles import SqlFile, SqlTree, Statement, split_statements
 
 SCHEMA = "public"
@@ -405,6 +405,9 @@ def _execute_file(
                 where = f"{f.name}:{line}"
                 if exc.sqlstate == "55P03":
                     raise _lock_error(conn, where, st, exc, session.lock_timeout_ms) from exc
+                stated = server_state_error(exc, where)
+                if stated is not None:
+                    raise stated from exc
                 raise DeployError(
                     f"{where}: {_message(exc)}",
                     file=f.name,
@@ -797,6 +800,18 @@ def deploy(
                     f"gave up after {lock_timeout:g}s waiting for another movedisk deploy "
                     "into this database (advisory lock); nothing was changed"
                 ) from exc
+            standby, read_only = _rows(
+                conn, "SELECT pg_catalog.pg_is_in_recovery(), "
+                "pg_catalog.current_setting('transaction_read_only') = 'on'"
+            )[0]
+            if standby or read_only:
+                raise ReadOnlyServer(
+                    "the database is read-only ("
+                    + ("a standby: deploy into the primary, e.g. with "
+                       "target_session_attrs=read-write" if standby
+                       else "default_transaction_read_only is on")
+                    + "); nothing was changed"
+                )
             fresh = not _rows(conn, _HAS_SCHEMA_VERSION)[0][0]
             before = {} if fresh else catalog_snapshot(conn)
             tables_before = _table_identities(conn)

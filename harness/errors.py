@@ -259,3 +259,15 @@ def from_any_db_error(exc: Exception) -> MovediskError:
             cls = DatabaseError
     suffix = f" (SQLSTATE {sqlstate})" if sqlstate and cls is DatabaseError else ""
     return cls(message + suffix, **({"sqlstate": sqlstate} if sqlstate else {}))
+
+
+def server_state_error(exc: Exception, where: str) -> MovediskError | None:
+    """The error of a statement that failed on the server's state rather than on its own
+    text (read-only, privilege, timeouts), prefixed with ``where``; None for other errors."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    cls = _SERVER_STATES.get(sqlstate) or _SERVER_STATES.get(sqlstate[:2])
+    if cls is None:
+        return None
+    diag = getattr(exc, "diag", None)
+    message = _one_line(getattr(diag, "message_primary", None) or str(exc))
+    return cls(f"{where}: {message}", sqlstate=sqlstate)
