@@ -152,13 +152,16 @@ END
 """
 
 _LOCK_HOLDERS = """
-SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename::text) AS who, a.state,
+SELECT c.relname::text,
+       CASE c.relkind WHEN 'v' THEN 'view' ELSE 'table' END AS kind,
+       a.pid, coalesce(nullif(a.application_name, ''), a.usename::text) AS who, a.state,
        pg_catalog.to_char(a.xact_start, 'HH24:MI:SS') AS since
 FROM pg_catalog.pg_locks AS l
 JOIN pg_catalog.pg_stat_activity AS a ON a.pid = l.pid
-WHERE l.granted AND l.pid <> pg_catalog.pg_backend_pid()
-  AND l.locktype = 'relation' AND l.relation = pg_catalog.to_regclass(%s)
-ORDER BY a.xact_start LIMIT 3
+JOIN pg_catalog.pg_class AS c ON c.oid = l.relation
+WHERE l.granted AND l.pid <> pg_catalog.pg_backend_pid() AND l.locktype = 'relation'
+  AND l.relation = ANY (SELECT pg_catalog.to_regclass(n) FROM unnest(%s::text[]) AS n)
+ORDER BY a.xact_start, c.relname LIMIT 5
 """
 
 # Every view and routine that depends, directly or not, on view %s (through its rules or
@@ -337,33 +340,49 @@ class _Session:
             cur.execute(_LOCALS, {"lock_timeout": self.lock_timeout_ms})
 
 
+_LOCKED_BY = re.compile(
+    r"\b(?:REFERENCES|ALTER\s+TABLE(?:\s+IF\s+EXISTS)?(?:\s+ONLY)?|LOCK\s+TABLE|ON|"
+    r"INTO|UPDATE|FROM|JOIN|VIEW)\s+([\w.\"]+)",
+    re.IGNORECASE,
+)
+
+
 def _lock_error(
     conn: psycopg.Connection[Any], where: str, st: Statement | None, exc: psycopg.Error,
     timeout_ms: str,
 ) -> LockTimeout:
-    """A lock timeout naming the object waited for and who holds it."""
-    created = _created(st) if st is not None else None
+    """A lock timeout naming the relation waited for and the session holding it (looked up
+    among the relations the statement names), and the statement."""
     waited = f"{int(timeout_ms) / 1000:g}s"
-    if created is None:
-        head = " ".join((st.text if st else "").split()[:6])
-        return LockTimeout(
-            f"{where}: gave up after {waited} waiting for a lock ({head}): {_message(exc)}; "
-            "nothing was changed"
-        )
-    kind, name = created
+    text = st.text if st is not None else ""
+    head = " ".join(text.split()[:5])
+    names = []
+    for n in _LOCKED_BY.findall(text):
+        n = n.split(".")[-1]
+        n = n[1:-1] if n.startswith('"') else n.lower()
+        if n not in names:
+            names.append(n)
     holders: list[tuple[Any, ...]] = []
-    try:
-        with conn.cursor(row_factory=tuple_row) as cur:
-            holders = cur.execute(_LOCK_HOLDERS, (f"public.{name}",)).fetchall()
-    except psycopg.Error:
-        pass
-    held = "; held by " + ", ".join(
-        f"pid {pid} ({who}, {state} since {since})" for pid, who, state, since in holders
-    ) if holders else ""
+    if names:
+        try:
+            holders = _rows_params(conn, _LOCK_HOLDERS, ([f"public.{n}" for n in names],))
+        except psycopg.Error:
+            holders = []
+    if holders:
+        rel = holders[0][0]
+        held = ", ".join(
+            f"pid {pid} ({who}, {state} since {since})"
+            for r, _k, pid, who, state, since in holders if r == rel
+        )
+        kind = holders[0][1]
+        return LockTimeout(
+            f"{where}: gave up after {waited} waiting for a lock on {kind} {rel}; held by {held} "
+            f"({head} ...); nothing was changed",
+            object=f"{kind} {rel}",
+        )
     return LockTimeout(
-        f"{where}: gave up after {waited} waiting for a lock on {kind} {name}{held}; "
-        "nothing was changed",
-        object=f"{kind} {name}",
+        f"{where}: gave up after {waited} waiting for a lock ({head} ...): {_message(exc)}; "
+        "nothing was changed"
     )
 
 

@@ -72,7 +72,9 @@ def test_there_are_functions_to_check() -> None:
 def test_function_body_parses_and_follows_the_conventions(name: str, line: int, text: str) -> None:
     assert re.search(r"LANGUAGE\s+plpgsql", text, re.I), "functions are written in PL/pgSQL"
     pglast.parse_plpgsql(text)
-    assert re.search(r"SET\s+search_path\s*=\s*public,\s*pg_temp", text, re.I)
+    assert re.search(r"SET\s+search_path\s*=\s*pg_catalog,\s*pg_temp\s*$", text, re.I | re.M), (
+        f"{name}:{line}: SET search_path = pg_catalog, pg_temp (CONTRIBUTING.md, Security)"
+    )
     assert re.search(r"SECURITY\s+DEFINER", text, re.I)
     # A one-line comment saying what the function answers sits right above it.
     source = (ROOT / "sql" / name).read_text().splitlines()

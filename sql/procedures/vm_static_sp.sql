@@ -17,10 +17,10 @@ CREATE OR REPLACE FUNCTION InsertVmStaticRow(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO vm_static (
+    INSERT INTO public.vm_static (
         description,
         free_text_comment,
         mem_size_mb,
@@ -68,10 +68,10 @@ CREATE OR REPLACE FUNCTION InsertVmTemplateRow(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO vm_static (
+    INSERT INTO public.vm_static (
         creation_date,
         description,
         free_text_comment,
@@ -111,10 +111,10 @@ CREATE OR REPLACE FUNCTION DeleteVmStatic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM vm_static
+    DELETE FROM public.vm_static
     WHERE vm_guid = v_vm_guid
         AND entity_type = 'VM';
 END;
@@ -126,10 +126,10 @@ CREATE OR REPLACE FUNCTION DeleteVmTemplates(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM vm_static
+    DELETE FROM public.vm_static
     WHERE vm_guid = v_vmt_guid
         AND entity_type <> 'VM';
 END;
@@ -141,11 +141,11 @@ CREATE OR REPLACE FUNCTION GetVmStaticRowByVmGuid(
 )
 RETURNS SETOF VM_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_static
+    SELECT * FROM public.vm_static
     WHERE vm_guid = v_vm_guid;
 END;
 $procedure$;
@@ -154,11 +154,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllVmStaticRows()
 RETURNS SETOF VM_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_static
+    SELECT * FROM public.vm_static
     WHERE entity_type = 'VM';
 END;
 $procedure$;
