@@ -123,6 +123,24 @@ JOIN pg_catalog.pg_class AS u ON u.oid = d.refobjid AND u.relkind = 'v' AND u.oi
 WHERE v.relnamespace = 'public'::regnamespace AND v.relkind = 'v'
 """
 
+# What each view of ``%s`` calls in public: functions, aggregates, operators.
+_VIEW_CALLS = """
+SELECT DISTINCT v.relname::text AS view_name,
+       coalesce('function public.' || p.oid::regprocedure::text,
+                'operator ' || o.oid::regoperator::text) AS called
+FROM pg_catalog.pg_class AS v
+JOIN pg_catalog.pg_rewrite AS r ON r.ev_class = v.oid
+JOIN pg_catalog.pg_depend AS d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+LEFT JOIN pg_catalog.pg_proc AS p
+    ON d.refclassid = 'pg_catalog.pg_proc'::regclass AND p.oid = d.refobjid
+    AND p.pronamespace = 'public'::regnamespace
+LEFT JOIN pg_catalog.pg_operator AS o
+    ON d.refclassid = 'pg_catalog.pg_operator'::regclass AND o.oid = d.refobjid
+    AND o.oprnamespace = 'public'::regnamespace
+WHERE v.oid = ANY (SELECT pg_catalog.to_regclass(n) FROM unnest(%s::text[]) AS n)
+  AND (p.oid IS NOT NULL OR o.oid IS NOT NULL)
+"""
+
 _RECORDED = """
 SELECT object_type, object_identity, statement_hash, definition_hash, adopted
 FROM public.package_objects
@@ -261,7 +279,8 @@ SELECT 'trigger', o.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
 FROM ours o JOIN pg_trigger t ON t.tgrelid = o.oid AND NOT t.tgisinternal
 UNION ALL
 SELECT 'routine', p.oid::regprocedure::text,
-       pg_get_functiondef(p.oid) || ' acl=' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) AS x), '')
+       CASE WHEN p.prokind = 'a' THEN 'aggregate ' || p.oid::regprocedure::text
+            ELSE pg_catalog.pg_get_functiondef(p.oid) END || ' acl=' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) AS x), '')
        || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '')
 FROM pg_proc p
 WHERE p.pronamespace = 'public'::regnamespace
@@ -701,6 +720,20 @@ def _apply_procedures(
         if name in view_sources and (name in skip or before.views.get(identity, ("",))[0] != version):
             source, digest = view_sources[name]
             defined[("view", f"public.{name}")] = (source, digest, definition)
+    # A view binds the functions and operators it calls when it is created: one that bound
+    # something in public that the package did not define (a shadow planted by a role that
+    # can create there) is refused.
+    views_now = [i for (k, i) in defined if k == "view"]
+    ours = {f"function {i}" for (k, i) in defined if k == "function"}
+    shadowed = [
+        f"{v} calls {c}" for v, c in _rows_params(conn, _VIEW_CALLS, (views_now,))
+        if c not in ours
+    ]
+    if shadowed:
+        raise DeployError(
+            "views would call objects in public that the package did not define (a role that "
+            "can create in public may have planted them): " + "; ".join(sorted(shadowed))
+        )
     tables_now = _table_identities(conn)
     for f in tree.tables:
         for st in split_statements(f.text):
