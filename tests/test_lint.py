@@ -1,6 +1,6 @@
 """Static checks over the package: sqlfluff, PL/pgSQL parsing, plpgsql_check, squawk.
 
-None of these may skip: CI installs what they need (.ci/run).
+None of these may skip: `make test` installs what they need (scripts/setup-system).
 """
 
 from __future__ import annotations
@@ -92,10 +92,12 @@ def test_plpgsql_check_finds_no_error(new_db) -> None:
         try:
             conn.execute("CREATE SCHEMA plpgsql_check")
             conn.execute("CREATE EXTENSION plpgsql_check WITH SCHEMA plpgsql_check")
-        except psycopg.Error as exc:
+        except psycopg.Error:
+            major = conn.info.server_version // 10000
             pytest.fail(
-                "plpgsql_check is not installed (Debian: apt-get install "
-                f"postgresql-<version>-plpgsql-check; .ci/run does it): {exc}"
+                f"plpgsql_check is not installed: run `make test` as root (scripts/setup-system "
+                f"installs it) or apt-get install postgresql-{major}-plpgsql-check",
+                pytrace=False,
             )
         rows = conn.execute(
             """
