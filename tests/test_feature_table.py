@@ -10,7 +10,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from movedisk.deploy import deploy
-from movedisk.errors import DeployError, LockTimeout
+from movedisk.errors import LockTimeout
 from feature_rows import new_id, setup
 
 ROOT = Path(__file__).resolve().parents[1]
