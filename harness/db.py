@@ -93,7 +93,7 @@ def connect(dsn: str | None = None, *, autocommit: bool = False) -> psycopg.Conn
         conn = psycopg.connect(target.dsn, autocommit=autocommit, row_factory=dict_row)
     except psycopg.Error as exc:
         raise from_connect_error(exc, _safe_target(target.dsn)) from exc
-    conn.info.movedisk_embedded = target.embedded  # type: ignore[attr-defined]
+    conn.movedisk_embedded = target.embedded  # type: ignore[attr-defined]
     return conn
 
 
@@ -101,7 +101,7 @@ def describe_target(conn: psycopg.Connection[Any]) -> str:
     """Where ``conn`` is: 'database engine on db1:5432 as engine' (or the embedded cluster)."""
     info = conn.info
     where = f"database {info.dbname} on {info.host}:{info.port} as {info.user}"
-    if getattr(info, "movedisk_embedded", False):
+    if getattr(conn, "movedisk_embedded", False):
         where += " (embedded cluster)"
     return where
 
@@ -113,7 +113,7 @@ def target_json(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "port": info.port,
         "dbname": info.dbname,
         "user": info.user,
-        "embedded": bool(getattr(info, "movedisk_embedded", False)),
+        "embedded": bool(getattr(conn, "movedisk_embedded", False)),
     }
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from .errors import DeployError, LockTimeout, ReadOnlyServer, server_state_error
+from .errors import DeployError, LockTimeout, NotPrimary, server_state_error
 from .sqlfiles import SqlFile, SqlTree, Statement, split_statements
 
 SCHEMA = "public"
@@ -857,7 +857,7 @@ def deploy(
                 "pg_catalog.current_setting('transaction_read_only') = 'on'"
             )[0]
             if standby or read_only:
-                raise ReadOnlyServer(
+                raise NotPrimary(
                     "the database is read-only ("
                     + ("a standby: deploy into the primary, e.g. with "
                        "target_session_attrs=read-write" if standby

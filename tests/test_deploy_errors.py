@@ -72,7 +72,7 @@ CASES: list[tuple[str, str, int, str]] = [
     ("malformed_dsn", "InvalidDsn", 13, "cannot read the connection string"),
     ("unreachable", "ConnectionFailed", 12, "Connection refused"),
     ("wrong_password", "AuthenticationFailed", 14, "password authentication failed"),
-    ("read_only", "ReadOnlyServer", 15, "the database is read-only"),
+    ("read_only", "NotPrimary", 20, "read-only"),
     ("no_privilege", "PermissionDenied", 16, "permission denied"),
     ("lock_timeout", "LockTimeout", 17, "waiting for a lock on view all_disks; held by pid"),
     ("failing_statement", "DeployError", 10, "procedures/zz_broken_sp.sql:5: relation"),
@@ -193,7 +193,7 @@ def test_deploy_leaves_the_callers_session_settings_as_they_were(release_1_dsn: 
 
 def test_without_a_target_deploy_asks_for_one(tmp_path: Path) -> None:
     res = run_cli("deploy", env={"MOVEDISK_HOME": str(tmp_path / "home")})
-    assert res.returncode == 20
+    assert res.returncode == 21
     assert res.stderr.strip() == (
         "movedisk: NoTarget: no database given: pass --dsn (or set MOVEDISK_DSN or the PG* "
         "variables) for the engine's database, or --embedded for the embedded cluster"

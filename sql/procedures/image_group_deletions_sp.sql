@@ -129,7 +129,7 @@ DECLARE
     v_first UUID;
     v_locked INTEGER;
     v_plan RECORD;
-    v_lease image_group_deletion_leases;
+    v_lease public.image_group_deletion_leases;
 BEGIN
     SELECT min(i.image_guid::TEXT)::UUID, count(*) FILTER (WHERE i.imagestatus = 2)
     INTO v_first, v_locked
@@ -215,8 +215,8 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_del image_groups_to_be_deleted;
-    v_lease image_group_deletion_leases;
+    v_del public.image_groups_to_be_deleted;
+    v_lease public.image_group_deletion_leases;
 BEGIN
     SELECT * INTO v_lease
     FROM public.image_group_deletion_leases AS l
@@ -269,7 +269,7 @@ SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_attempts BIGINT;
-    v_del image_groups_to_be_deleted;
+    v_del public.image_groups_to_be_deleted;
 BEGIN
     DELETE FROM public.image_group_deletion_leases AS l
     WHERE l.image_group_id = v_image_group_id AND l.storage_domain_id = v_storage_domain_id

@@ -91,7 +91,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands;
+    v_cmd public.move_disk_commands;
 BEGIN
     SELECT * INTO v_cmd
     FROM public.move_disk_commands AS c
@@ -141,7 +141,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands;
+    v_cmd public.move_disk_commands;
 BEGIN
     SELECT * INTO v_cmd FROM public.move_disk_commands AS c WHERE c.command_id = v_command_id FOR UPDATE;
     IF NOT FOUND THEN

@@ -105,7 +105,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
 BEGIN
     IF v_cmd.stage = 'COPYING' AND v_cmd.copy_task_id = v_vdsm_task_id THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -141,7 +141,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
 BEGIN
     IF v_cmd.stage IN ('SWITCHED', 'DELETING_SOURCE', 'ENDED_SUCCESS', 'ENDED_WITH_LEFTOVER') THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -174,7 +174,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
 BEGIN
     IF v_cmd.stage = 'DELETING_SOURCE' AND v_cmd.delete_task_id = v_vdsm_task_id THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -238,7 +238,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
 BEGIN
     IF v_cmd.stage = 'ENDED_SUCCESS' THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -274,7 +274,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
 BEGIN
     IF v_cmd.stage = 'ENDED_WITH_LEFTOVER' THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -319,7 +319,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
 BEGIN
     IF v_cmd.stage = 'ENDED_FAILURE' THEN
         RETURN QUERY SELECT v_cmd.*;
