@@ -85,3 +85,14 @@ def test_deploy_refuses_a_tree_without_sql(new_db, tmp_path: Path) -> None:
     assert "tables or /procedures" in res.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('public.schema_version')").fetchone() == (None,)
+
+
+def test_every_python_package_of_harness_is_in_the_wheel() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "movedisk" + "".join("." + part for part in p.parent.relative_to(ROOT / "harness").parts)
+        for p in (ROOT / "harness").rglob("__init__.py")
+    }
+    assert found - listed == set(), "add them to [tool.setuptools] packages in pyproject.toml"

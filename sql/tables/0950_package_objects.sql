@@ -1,11 +1,11 @@
 -- package_objects: the functions, views and tables the package's files define in this
 -- database, so that deploy drops exactly what left the files and nothing else.
 CREATE TABLE package_objects (
-    object_type VARCHAR(20) NOT NULL,
+    object_type TEXT NOT NULL,
     object_identity TEXT NOT NULL,
     source_file TEXT NOT NULL,
-    statement_hash VARCHAR(64),
-    definition_hash VARCHAR(64),
+    statement_hash TEXT,
+    definition_hash TEXT,
     adopted BOOLEAN NOT NULL DEFAULT FALSE,
     _update_date TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT pk_package_objects PRIMARY KEY (object_type, object_identity),

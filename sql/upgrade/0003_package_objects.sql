@@ -1,12 +1,17 @@
 -- 0003: package_objects, the record of what the package owns (deploy drops only those of
 -- its objects that left the files). The same table as sql/tables/0950_package_objects.sql.
--- A new, empty table: no existing row is rewritten, no existing table is locked.
+-- A new, empty table: no existing row is rewritten, no existing table is locked. Deploy runs
+-- every script under its own lock_timeout (movedisk deploy --lock-timeout); a SET here would
+-- override the operator's choice, so the script sets none.
+-- squawk-ignore-file require-lock-timeout
+SET LOCAL statement_timeout = '60s';
+
 CREATE TABLE IF NOT EXISTS package_objects (
-    object_type VARCHAR(20) NOT NULL,
+    object_type TEXT NOT NULL,
     object_identity TEXT NOT NULL,
     source_file TEXT NOT NULL,
-    statement_hash VARCHAR(64),
-    definition_hash VARCHAR(64),
+    statement_hash TEXT,
+    definition_hash TEXT,
     adopted BOOLEAN NOT NULL DEFAULT FALSE,
     _update_date TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT pk_package_objects PRIMARY KEY (object_type, object_identity),
