@@ -174,6 +174,9 @@ def _describe(report: deploy_mod.DeployReport, where: str = "") -> str:
     )
     if report.dropped:
         lines.append("dropped (left the files): " + ", ".join(report.dropped))
+    if report.replaced:
+        lines.append(f"replaced {len(report.replaced)} function(s) of the database by the "
+                     "package's, which add defaulted parameters at the end")
     if report.changes and report.dry_run:
         lines.append("would change:")
         lines.extend("  " + c for c in report.changes)

@@ -141,6 +141,19 @@ WHERE v.oid = ANY (SELECT pg_catalog.to_regclass(n) FROM unnest(%s::text[]) AS n
   AND (p.oid IS NOT NULL OR o.oid IS NOT NULL)
 """
 
+# Functions of public with the same name as ``%s`` whose input types are a strict prefix of
+# its own: the engine's version of a function the package extends with trailing parameters.
+_SHORTER_OVERLOADS = """
+SELECT o.oid::regprocedure::text
+FROM pg_catalog.pg_proc AS n
+JOIN pg_catalog.pg_proc AS o
+    ON o.proname = n.proname AND o.pronamespace = n.pronamespace AND o.oid <> n.oid
+WHERE n.oid = pg_catalog.to_regprocedure(%s)
+  AND o.pronargs < n.pronargs
+  AND n.pronargs - n.pronargdefaults <= o.pronargs
+  AND (o.proargtypes::oid[])[0:o.pronargs - 1] = (n.proargtypes::oid[])[0:o.pronargs - 1]
+"""
+
 _RECORDED = """
 SELECT object_type, object_identity, statement_hash, definition_hash, adopted
 FROM public.package_objects
@@ -327,6 +340,7 @@ class DeployReport:
     views_unchanged: int = 0
     engine_views_kept: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
     seconds: float = 0.0
     changes: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -734,6 +748,26 @@ def _apply_procedures(
             "views would call objects in public that the package did not define (a role that "
             "can create in public may have planted them): " + "; ".join(sorted(shadowed))
         )
+    # An engine function the package extends with trailing parameters (defaulted) would stay
+    # next to the package's as an overload, and the engine's calls would become ambiguous:
+    # the package's replaces it (dropped without CASCADE), and stands for it (adopted).
+    for kind, identity in list(defined):
+        if kind != "function" or identity in {_qualify(i) for i in before.routines}:
+            continue
+        for (old,) in _rows_params(conn, _SHORTER_OVERLOADS, (identity,)):
+            if ("function", _qualify(old)) in defined or ("function", _qualify(old)) in owned:
+                continue
+            try:
+                with conn.transaction():
+                    conn.execute(_rows_params(conn, _DROP_STATEMENT, {
+                        "kind": "function", "identity": _qualify(old)})[0][0])
+            except psycopg.Error as exc:
+                raise DeployError(
+                    f"function {identity} extends {old} of the database, which cannot be "
+                    f"dropped: {_message(exc)}", sqlstate=exc.sqlstate,
+                ) from exc
+            report.replaced.append(f"function {_qualify(old)} by {identity}")
+            recorded[("function", identity)] = (None, None, True)
     tables_now = _table_identities(conn)
     for f in tree.tables:
         for st in split_statements(f.text):

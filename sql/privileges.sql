@@ -54,5 +54,23 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('GRANT USAGE, SELECT ON SEQUENCE %s TO movedisk_owner', r.seq);
     END LOOP;
+    -- A view runs with its owner's rights: an engine's view that the package extends stays
+    -- the engine's, and its owner may read what the package's part of it reads.
+    FOR r IN
+        SELECT DISTINCT v.relowner::regrole AS owner, t.oid::regclass AS rel
+        FROM public.package_objects AS o
+        JOIN pg_catalog.pg_class AS v
+            ON o.object_type = 'view' AND v.oid = o.object_identity::regclass
+        JOIN pg_catalog.pg_rewrite AS rw ON rw.ev_class = v.oid
+        JOIN pg_catalog.pg_depend AS d
+            ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+            AND d.refclassid = 'pg_class'::regclass
+        JOIN pg_catalog.pg_class AS t
+            ON t.oid = d.refobjid AND t.oid <> v.oid AND t.relkind IN ('r', 'v', 'p')
+        WHERE t.relowner <> v.relowner
+          AND NOT pg_catalog.has_table_privilege(v.relowner, t.oid, 'SELECT')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', r.rel, r.owner);
+    END LOOP;
 END
 $grants$;

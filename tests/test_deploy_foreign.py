@@ -32,6 +32,9 @@ INSERT INTO schema_version (version, script, checksum, installed_by, state, curr
     ('04050300', 'upgrade/04_05_0300_something.sql', 'a1', 'engine', 'INSTALLED', false),
     ('04050310', 'upgrade/04_05_0310_other.sql', 'b2', 'engine', 'INSTALLED', true);
 INSERT INTO engine_log VALUES ('engine row');
+-- The engine's version of a lookup the package extends with a defaulted last parameter.
+CREATE FUNCTION GetAllFromDisks(v_user_id UUID, v_is_filtered BOOLEAN) RETURNS SETOF base_disks
+LANGUAGE plpgsql AS $f$ BEGIN RETURN QUERY SELECT * FROM base_disks; END $f$;
 """
 
 FOREIGN = """
@@ -89,6 +92,13 @@ def test_deploy_redeploy_and_removal_leave_every_foreign_object_and_row(
         first = deploy(conn)
         conn.commit()
         assert first.mode == "upgrade"
+        # The engine's GetAllFromDisks(uuid, boolean) gave way to the package's, which adds a
+        # defaulted parameter: the engine's two-argument calls are not ambiguous.
+        assert first.replaced == [
+            "function public.getallfromdisks(uuid,boolean) by "
+            "public.getallfromdisks(uuid,boolean,boolean)"
+        ]
+        conn.execute("SELECT * FROM GetAllFromDisks(NULL, FALSE)").fetchall()
         assert first.upgrades_applied == [f.name for f in SqlTree.load().upgrades]
         assert foreign(engine_dsn) == untouched
         # The engine's current row is still the one its upgrade tool reads.
