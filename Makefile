@@ -4,9 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system
+
+# What pip cannot install (PostgreSQL server, plpgsql_check, python3-venv, qemu-utils):
+# installed with apt when run as root, else one line saying what to install.
+system:
+	@scripts/setup-system
 
 $(STAMP): pyproject.toml
+	@scripts/setup-system
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -16,10 +22,10 @@ demo: $(STAMP)
 	$(BIN)/movedisk demo
 
 # The full suite: behaviour, crash and upgrade tests, and the SQL lint checks.
-test: $(STAMP)
+test: system $(STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: system $(STAMP)
 	$(BIN)/python -m pytest tests/test_lint.py
 
 bench: $(STAMP)

@@ -14,7 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import MovediskError
+import psycopg
+
+from .errors import MovediskError, from_any_db_error
 
 # Modules that add their own subcommands through ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -42,11 +44,19 @@ def common_options(parser: argparse.ArgumentParser, dsn: bool = False) -> argpar
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
     if dsn:
-        parser.add_argument(
+        target = parser.add_mutually_exclusive_group()
+        target.add_argument(
             "--dsn",
             default=None,
-            help="libpq connection string or URI (default: MOVEDISK_DSN, the PG* variables, "
-            "else the embedded cluster)",
+            help="libpq connection string or URI of the engine's database (default: "
+            "MOVEDISK_DSN, else the PG* variables; with none of them the command asks for one)",
+        )
+        target.add_argument(
+            "--embedded",
+            dest="dsn",
+            action="store_const",
+            const="embedded",
+            help="use the embedded cluster (MOVEDISK_HOME) instead of a server",
         )
     return parser
 
@@ -75,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        code = handler(args)
+        try:
+            code = handler(args)
+        except psycopg.Error as exc:
+            # Whatever libpq or the server said, as one line with its own exit code.
+            raise from_any_db_error(exc) from exc
     except MovediskError as exc:
         if args.json:
             print(json.dumps(exc.to_json(), default=str, sort_keys=True))

@@ -11,7 +11,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from . import deploy as deploy_mod
 from . import embedded
 from .cli import common_options, emit
-from .db import connect, resolve_dsn, user_errors
+from .db import connect, describe_target, resolve_dsn, target_json, user_errors
 from .errors import ConnectionFailed, ServerError
 from .pgserver import EmbeddedCluster
 from .replication import require_primary
@@ -58,6 +58,15 @@ def register(sub: Any) -> None:
         action="store_true",
         help="report pending upgrades and drift without changing anything "
         "(exit 0 when up to date, 1 otherwise)",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=deploy_mod.DEFAULT_LOCK_TIMEOUT_S,
+        metavar="SECONDS",
+        help="give up (changing nothing) when a lock cannot be had within this time "
+        f"(default {deploy_mod.DEFAULT_LOCK_TIMEOUT_S:g}): the engine's sessions never queue "
+        "behind the deploy for longer",
     )
     p.set_defaults(handler=_deploy)
 
@@ -146,10 +155,12 @@ def _db_replication(args: argparse.Namespace) -> int:
     return 0 if any(s["role"] == "primary" for s in servers) else 1
 
 
-def _describe(report: deploy_mod.DeployReport) -> str:
+def _describe(report: deploy_mod.DeployReport, where: str = "") -> str:
     lines = []
     if report.dry_run:
-        lines.append("deploy --check (nothing changed):")
+        lines.append(f"deploy --check into {where} (nothing changed):")
+    elif where:
+        lines.append(f"deployed into {where}")
     if report.mode == "fresh":
         lines.append(f"fresh install; {len(report.upgrades_marked)} upgrade script(s) recorded")
     elif report.upgrades_applied:
@@ -157,9 +168,15 @@ def _describe(report: deploy_mod.DeployReport) -> str:
     else:
         lines.append("schema up to date; functions and views re-applied")
     lines.append(
-        f"{report.functions} functions, {report.views} views, "
+        f"{report.functions} functions, {report.views} views "
+        f"({report.views_unchanged} unchanged, left alone), "
         f"{report.statements} statements in {report.seconds:.2f}s"
     )
+    if report.dropped:
+        lines.append("dropped (left the files): " + ", ".join(report.dropped))
+    if report.replaced:
+        lines.append(f"replaced {len(report.replaced)} function(s) of the database by the "
+                     "package's, which add defaulted parameters at the end")
     if report.changes and report.dry_run:
         lines.append("would change:")
         lines.extend("  " + c for c in report.changes)
@@ -168,29 +185,35 @@ def _describe(report: deploy_mod.DeployReport) -> str:
 
 def _deploy(args: argparse.Namespace) -> int:
     with connect(args.dsn) as conn:
+        where = describe_target(conn)
+        target = target_json(conn)
         if args.check:
             st = deploy_mod.status(conn)
+            conn.rollback()
             if not st["installed"]:
-                result = {"up_to_date": False, **st, "changes": ["not installed"]}
-                emit(args, result, lambda r: "not installed: deploy would run a fresh install")
+                result = {"up_to_date": False, **st, "changes": ["not installed"], "target": target}
+                emit(args, result, lambda r: f"{where}: not installed: deploy would run a fresh install")
                 return 1
             if st["edited"] or st["missing"]:
-                emit(args, {"up_to_date": False, **st, "changes": []}, _check_text)
+                result = {"up_to_date": False, **st, "changes": [], "target": target}
+                emit(args, result, lambda r: f"{where}: " + _check_text(r))
                 return 1
-            report = deploy_mod.deploy(conn, dry_run=True)
+            report = deploy_mod.deploy(conn, dry_run=True, lock_timeout=args.lock_timeout)
             result = {
                 "up_to_date": not st["pending"] and not report.changes,
                 **st,
                 "changes": report.changes,
+                "target": target,
             }
-            emit(args, result, _check_text)
+            emit(args, result, lambda r: f"{where}: " + _check_text(r))
             return 0 if result["up_to_date"] else 1
         # Deploy changes the schema: only on the primary (never a standby, never an old
         # primary that a failover superseded).
         with user_errors():
             require_primary(conn, resolve_dsn(args.dsn))
-        report = deploy_mod.deploy(conn)
-    emit(args, report.to_json(), lambda r: _describe(report))
+        report = deploy_mod.deploy(conn, lock_timeout=args.lock_timeout)
+        report.target = target
+    emit(args, report.to_json(), lambda r: _describe(report, where))
     return 0
 
 

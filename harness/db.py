@@ -1,4 +1,9 @@
-"""Connections: an explicit DSN, else the usual PG* variables, else the embedded cluster."""
+"""Connections: an explicit DSN, else MOVEDISK_DSN, else the usual PG* variables; the
+embedded cluster only when asked for (``--embedded``, the ``demo`` command).
+
+Every error libpq or the server reports becomes a movedisk error with one line and its own
+exit code (harness/errors.py), whichever command met it.
+"""
 
 from __future__ import annotations
 
@@ -13,36 +18,103 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
-from .errors import ConnectionFailed, MovediskError, from_db_error
+from .errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    InvalidDsn,
+    MovediskError,
+    NoTarget,
+    from_any_db_error,
+    from_connect_error,
+    from_db_error,
+)
 
 T = TypeVar("T")
 
 _PG_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
+# The --dsn value that stands for the embedded cluster (not a libpq connection string:
+# it has no '=' and no scheme, so no real DSN can be mistaken for it).
+EMBEDDED = "embedded"
 
-def resolve_dsn(dsn: str | None = None) -> str:
-    """The DSN to use: ``dsn``, MOVEDISK_DSN, '' (libpq reads PG*), or the embedded cluster's."""
+NO_TARGET = (
+    "no database given: pass --dsn (or set MOVEDISK_DSN or the PG* variables) for the "
+    "engine's database, or --embedded for the embedded cluster"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    dsn: str
+    embedded: bool = False
+
+
+def resolve_target(dsn: str | None = None) -> Target:
+    """Where to connect: ``dsn`` (EMBEDDED for the embedded cluster), MOVEDISK_DSN, '' when
+    the PG* variables name a server; with none of them, NoTarget."""
+    if dsn == EMBEDDED:
+        from .pgserver import EmbeddedCluster
+
+        cluster = EmbeddedCluster.default()
+        cluster.start()
+        return Target(cluster.dsn(), embedded=True)
     if dsn:
-        return dsn
+        return Target(dsn)
     env = os.environ.get("MOVEDISK_DSN")
     if env:
-        return env
+        return resolve_target(env)
     if any(os.environ.get(v) for v in _PG_VARS):
-        return ""
-    from .pgserver import EmbeddedCluster
+        return Target("")
+    raise NoTarget(NO_TARGET)
 
-    cluster = EmbeddedCluster.default()
-    cluster.start()
-    return cluster.dsn()
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """The libpq connection string of :func:`resolve_target`."""
+    return resolve_target(dsn).dsn
+
+
+def _safe_target(dsn: str) -> str:
+    """The connection string without its password, for messages."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "the given connection string"
+    parts.pop("password", None)
+    shown = " ".join(f"{k}={v}" for k, v in parts.items())
+    return shown or "the server of the PG* variables"
 
 
 def connect(dsn: str | None = None, *, autocommit: bool = False) -> psycopg.Connection[Any]:
-    """A psycopg connection whose rows are dicts."""
-    target = resolve_dsn(dsn)
+    """A psycopg connection whose rows are dicts; a failure is a one-line movedisk error."""
+    target = resolve_target(dsn)
     try:
-        return psycopg.connect(target, autocommit=autocommit, row_factory=dict_row)
-    except psycopg.OperationalError as exc:
-        raise ConnectionFailed(f"cannot connect to the database: {str(exc).strip()}") from exc
+        conn = psycopg.connect(target.dsn, autocommit=autocommit, row_factory=dict_row)
+    except psycopg.Error as exc:
+        raise from_connect_error(exc, _safe_target(target.dsn)) from exc
+    conn.movedisk_embedded = target.embedded  # type: ignore[attr-defined]
+    return conn
+
+
+def describe_target(conn: psycopg.Connection[Any]) -> str:
+    """Where ``conn`` is: 'database engine on db1:5432 as engine' (or the embedded cluster)."""
+    info = conn.info
+    where = f"database {info.dbname} on {info.host}:{info.port} as {info.user}"
+    if getattr(conn, "movedisk_embedded", False):
+        where += " (embedded cluster)"
+    return where
+
+
+def target_json(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    info = conn.info
+    return {
+        "host": info.host,
+        "port": info.port,
+        "dbname": info.dbname,
+        "user": info.user,
+        "embedded": bool(getattr(conn, "movedisk_embedded", False)),
+    }
 
 
 @contextmanager
@@ -55,6 +127,15 @@ def user_errors() -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+@contextmanager
+def all_errors() -> Iterator[None]:
+    """Turn every psycopg error into a movedisk error (what the command line shows)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise from_any_db_error(exc) from exc
 
 
 def call(conn: psycopg.Connection[Any], function: str, *args: Any) -> list[dict[str, Any]]:
@@ -136,6 +217,8 @@ def retrying(
         try:
             return attempt()
         except Exception as exc:
+            if isinstance(exc, (AuthenticationFailed, InvalidDsn, NoTarget)):
+                raise  # the same attempt would fail the same way
             # A psycopg error, or the movedisk error that connect() made of one.
             cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
             if cause is None or not is_transient(cause):

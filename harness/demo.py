@@ -23,7 +23,7 @@ from . import deploy as deploy_mod
 from . import inventory
 from .agent import SimControl, StorageClient
 from .cli import common_options
-from .db import connect, resolve_dsn
+from .db import EMBEDDED, connect, describe_target, resolve_dsn
 
 SPEC: dict[str, Any] = {"data_centers": [{
     "name": "dc-demo",
@@ -62,7 +62,8 @@ def ensure_agent() -> str:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    dsn = resolve_dsn(args.dsn)
+    # The demo's place is the embedded cluster unless a database is named.
+    dsn = resolve_dsn(args.dsn or EMBEDDED)
     sock = ensure_agent()
     env = {**os.environ, "MOVEDISK_DSN": dsn, "MOVEDISK_AGENT_SOCKET": sock}
     env.pop("MOVEDISK_CRASH_AT", None)
@@ -70,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
 
     say.step("Deploy the package into the database")
     with connect(dsn) as conn:
+        where = describe_target(conn)
         report = deploy_mod.deploy(conn)
-    say.note(f"{report.mode} deploy: {report.functions} functions, {report.views} views "
-             f"({report.seconds:.2f}s)")
+    where = f"the embedded cluster ({where})" if not args.dsn else where
+    say.note(f"{report.mode} deploy into {where}: {report.functions} functions, "
+             f"{report.views} views ({report.seconds:.2f}s)")
 
     say.step("Build an inventory: a data center, three storage domains, a template (rhel9) with "
              "two VMs based on it, and a database VM with snapshot chains")

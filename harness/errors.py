@@ -107,10 +107,24 @@ class ServerBinariesNotFound(ServerError):
 
 
 class ConnectionFailed(MovediskError):
-    """The database could not be reached."""
+    """The database could not be reached (no server there, no such database, connection lost)."""
 
     code = "MD103"
     exit_code = 12
+
+
+class InvalidDsn(MovediskError):
+    """The connection string is not one libpq can read."""
+
+    code = "MD104"
+    exit_code = 13
+
+
+class AuthenticationFailed(MovediskError):
+    """The server refused the role: wrong password, no such role, no pg_hba.conf entry."""
+
+    code = "MD105"
+    exit_code = 14
 
 
 class NotPrimary(MovediskError):
@@ -119,6 +133,41 @@ class NotPrimary(MovediskError):
 
     code = "MD120"
     exit_code = 20
+
+
+class PermissionDenied(MovediskError):
+    """The connected role lacks a privilege the command needs."""
+
+    code = "MD107"
+    exit_code = 16
+
+
+class LockTimeout(MovediskError):
+    """A lock could not be had within the lock timeout (another session holds it)."""
+
+    code = "MD108"
+    exit_code = 17
+
+
+class StatementTimeout(MovediskError):
+    """A statement was cancelled: statement_timeout, or an operator's pg_cancel_backend."""
+
+    code = "MD109"
+    exit_code = 18
+
+
+class DatabaseError(MovediskError):
+    """Any other error the server reported; the message carries its SQLSTATE."""
+
+    code = "MD110"
+    exit_code = 19
+
+
+class NoTarget(MovediskError):
+    """No database was named (--dsn, MOVEDISK_DSN, PG*) and --embedded was not given."""
+
+    code = "MD111"
+    exit_code = 21
 
 
 USER_ERRORS: dict[str, type[MovediskError]] = {
@@ -134,9 +183,39 @@ USER_ERRORS: dict[str, type[MovediskError]] = {
     )
 }
 
+# SQLSTATEs (or their two-character classes) that a user causes with the server's state.
+_SERVER_STATES: dict[str, type[MovediskError]] = {
+    "25006": NotPrimary,  # read_only_sql_transaction
+    "42501": PermissionDenied,  # insufficient_privilege
+    "55P03": LockTimeout,  # lock_not_available
+    "57014": StatementTimeout,  # query_canceled
+    "28": AuthenticationFailed,  # invalid_authorization_specification
+    "08": ConnectionFailed,  # connection_exception
+    "57P01": ConnectionFailed,  # admin_shutdown
+    "57P02": ConnectionFailed,  # crash_shutdown
+    "57P03": ConnectionFailed,  # cannot_connect_now
+    "3D000": ConnectionFailed,  # invalid_catalog_name (no such database)
+}
+
+# libpq reports connection failures as text only (no SQLSTATE reaches the client).
+_CONNECT_MESSAGES: tuple[tuple[str, type[MovediskError]], ...] = (
+    ("password authentication failed", AuthenticationFailed),
+    ("no password supplied", AuthenticationFailed),
+    ("no pg_hba.conf entry", AuthenticationFailed),
+    ("authentication failed", AuthenticationFailed),
+    ("role \"", AuthenticationFailed),
+    ("is not in hot standby mode", ConnectionFailed),
+    ("read-only", NotPrimary),
+    ("hot standby", NotPrimary),
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
 
 def from_db_error(exc: Exception) -> MovediskError | None:
-    """The user error a psycopg error stands for, or None if it is not one."""
+    """The user error a psycopg error stands for, or None if it is not one of the package's."""
     sqlstate = getattr(exc, "sqlstate", None)
     diag = getattr(exc, "diag", None)
     message = getattr(diag, "message_primary", None) or str(exc)
@@ -146,3 +225,49 @@ def from_db_error(exc: Exception) -> MovediskError | None:
     if sqlstate == "22P02":  # invalid_text_representation: a malformed uuid
         return MalformedId(message)
     return None
+
+
+def from_connect_error(exc: Exception, target: str) -> MovediskError:
+    """The error of a failed connection attempt, naming ``target``."""
+    import psycopg
+
+    text = _one_line(str(exc))
+    if isinstance(exc, psycopg.ProgrammingError):
+        return InvalidDsn(f"cannot read the connection string: {text}")
+    lowered = text.lower()
+    for needle, cls in _CONNECT_MESSAGES:
+        if needle in lowered:
+            return cls(f"{target}: {text}")
+    return ConnectionFailed(f"cannot connect to {target}: {text}")
+
+
+def from_any_db_error(exc: Exception) -> MovediskError:
+    """Every psycopg error as a movedisk error with one line and its own exit code."""
+    mapped = from_db_error(exc)
+    if mapped is not None:
+        return mapped
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    diag = getattr(exc, "diag", None)
+    message = _one_line(getattr(diag, "message_primary", None) or str(exc) or type(exc).__name__)
+    cls = _SERVER_STATES.get(sqlstate) or _SERVER_STATES.get(sqlstate[:2])
+    if cls is None:
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError) and not sqlstate:
+            cls = ConnectionFailed
+        else:
+            cls = DatabaseError
+    suffix = f" (SQLSTATE {sqlstate})" if sqlstate and cls is DatabaseError else ""
+    return cls(message + suffix, **({"sqlstate": sqlstate} if sqlstate else {}))
+
+
+def server_state_error(exc: Exception, where: str) -> MovediskError | None:
+    """The error of a statement that failed on the server's state rather than on its own
+    text (read-only, privilege, timeouts), prefixed with ``where``; None for other errors."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    cls = _SERVER_STATES.get(sqlstate) or _SERVER_STATES.get(sqlstate[:2])
+    if cls is None:
+        return None
+    diag = getattr(exc, "diag", None)
+    message = _one_line(getattr(diag, "message_primary", None) or str(exc))
+    return cls(f"{where}: {message}", sqlstate=sqlstate)

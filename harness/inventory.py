@@ -154,7 +154,7 @@ def _data_center(conn: psycopg.Connection[Any], sim: SimControl | None, dc: dict
     for t in dc.get("templates", []):
         tname = str(t.get("name") or "")
         tid = id_of(t, "template", tname)
-        call(conn, "InsertVmTemplate", None, "", "", 1024, tname, 0, tid, None, 0, None, "TEMPLATE",
+        call(conn, "InsertVmTemplateRow", None, "", "", 1024, tname, 0, tid, None, 0, None, "TEMPLATE",
              None)
         made.templates[tname] = str(tid)
         for disk in t.get("disks", []):
@@ -169,7 +169,7 @@ def _data_center(conn: psycopg.Connection[Any], sim: SimControl | None, dc: dict
         vmt = uuid.UUID(made.templates[tmpl]) if tmpl else ZERO
         if tmpl and tmpl not in made.templates:
             raise InventoryError(f"vm {vname}: unknown template {tmpl!r}")
-        call(conn, "InsertVmStatic", "", "", 1024, 0, None, vid, vname, vmt, None, None, None)
+        call(conn, "InsertVmStaticRow", "", "", 1024, 0, None, vid, vname, vmt, None, None, None)
         made.vms[vname] = str(vid)
         for disk in vm.get("disks", []):
             _disk(conn, sim, disk, domains, template_vols, vid, made)

@@ -80,6 +80,19 @@ class SqlTree:
             read(roles) if roles.exists() else None,
         )
 
+    def require_complete(self) -> None:
+        """Refuse a tree without table or procedure files (a package installed without its
+        SQL, a wrong MOVEDISK_SQL_DIR): deploying it would report success and do nothing."""
+        from .errors import DeployError
+
+        empty = [k for k, files in (("tables", self.tables), ("procedures", self.procedures))
+                 if not files]
+        if empty:
+            raise DeployError(
+                f"no SQL files in {self.root}/" + " or /".join(empty)
+                + ": the package's SQL is missing (reinstall movedisk, or fix MOVEDISK_SQL_DIR)"
+            )
+
     def all_files(self) -> list[SqlFile]:
         extra = [f for f in (self.roles, self.privileges) if f is not None]
         return [*self.tables, *self.upgrades, *self.procedures, *extra]

@@ -1,30 +1,76 @@
--- Privileges, applied at the end of every deploy (the roles come from sql/roles.sql).
---   movedisk_engine: the engine's data access layer; may only EXECUTE functions.
---   movedisk_dba:    read-only; may read the views and run the verification functions
+-- Privileges, applied at the end of every deploy, on the package's own objects only (those
+-- recorded in package_objects): every other object of the database, the schema and PUBLIC
+-- keep the privileges they had.
+--   movedisk_owner:  owns the functions; DML on the package's tables, SELECT on its views.
+--   movedisk_engine: the engine's data access layer; may only EXECUTE the functions.
+--   movedisk_dba:    read-only; reads the views and runs the verification functions
 --                    (granted next to their definitions in sql/procedures/).
--- Nothing is granted to PUBLIC.
+-- PUBLIC's EXECUTE, which CREATE FUNCTION gives, is revoked from the functions the package
+-- created (not from an engine's function the package replaced: that one keeps its grants).
 
-REVOKE ALL ON SCHEMA public FROM PUBLIC;
-GRANT USAGE ON SCHEMA public TO movedisk_engine, movedisk_dba;
+GRANT USAGE ON SCHEMA public TO movedisk_owner, movedisk_engine, movedisk_dba;
 
-REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
-REVOKE ALL ON ALL PROCEDURES IN SCHEMA public FROM PUBLIC;
-
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO movedisk_engine;
-GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA public TO movedisk_engine;
-
--- The DBA reads every view of the package (views run with their owner's rights).
-DO $views$
+DO $grants$
 DECLARE
-    v regclass;
+    r record;
 BEGIN
-    FOR v IN
-        SELECT c.oid::regclass FROM pg_class AS c
-        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
+    FOR r IN
+        SELECT o.object_type, o.object_identity, o.adopted
+        FROM public.package_objects AS o
+        ORDER BY o.object_type, o.object_identity
     LOOP
-        EXECUTE format('GRANT SELECT ON %s TO movedisk_dba', v);
+        IF r.object_type = 'function' THEN
+            EXECUTE pg_catalog.format(
+                'ALTER ROUTINE %s OWNER TO movedisk_owner', r.object_identity::regprocedure
+            );
+            IF NOT r.adopted THEN
+                EXECUTE pg_catalog.format(
+                    'REVOKE ALL ON ROUTINE %s FROM PUBLIC', r.object_identity::regprocedure
+                );
+            END IF;
+            EXECUTE pg_catalog.format(
+                'GRANT EXECUTE ON ROUTINE %s TO movedisk_engine', r.object_identity::regprocedure
+            );
+        ELSIF r.object_type = 'view' THEN
+            EXECUTE pg_catalog.format(
+                'GRANT SELECT ON %s TO movedisk_owner, movedisk_dba', r.object_identity::regclass
+            );
+        ELSIF r.object_type = 'table' THEN
+            EXECUTE pg_catalog.format(
+                'GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO movedisk_owner',
+                r.object_identity::regclass
+            );
+        END IF;
+    END LOOP;
+    -- The sequences behind the package tables' serial columns.
+    FOR r IN
+        SELECT s.oid::regclass AS seq
+        FROM public.package_objects AS o
+        JOIN pg_catalog.pg_depend AS d
+            ON d.refobjid = o.object_identity::regclass AND d.refclassid = 'pg_class'::regclass
+            AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+        JOIN pg_catalog.pg_class AS s ON s.oid = d.objid AND s.relkind = 'S'
+        WHERE o.object_type = 'table'
+    LOOP
+        EXECUTE pg_catalog.format('GRANT USAGE, SELECT ON SEQUENCE %s TO movedisk_owner', r.seq);
+    END LOOP;
+    -- A view runs with its owner's rights: an engine's view that the package extends stays
+    -- the engine's, and its owner may read what the package's part of it reads.
+    FOR r IN
+        SELECT DISTINCT v.relowner::regrole AS owner, t.oid::regclass AS rel
+        FROM public.package_objects AS o
+        JOIN pg_catalog.pg_class AS v
+            ON o.object_type = 'view' AND v.oid = o.object_identity::regclass
+        JOIN pg_catalog.pg_rewrite AS rw ON rw.ev_class = v.oid
+        JOIN pg_catalog.pg_depend AS d
+            ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+            AND d.refclassid = 'pg_class'::regclass
+        JOIN pg_catalog.pg_class AS t
+            ON t.oid = d.refobjid AND t.oid <> v.oid AND t.relkind IN ('r', 'v', 'p')
+        WHERE t.relowner <> v.relowner
+          AND NOT pg_catalog.has_table_privilege(v.relowner, t.oid, 'SELECT')
+    LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %s', r.rel, r.owner);
     END LOOP;
 END
-$views$;
+$grants$;

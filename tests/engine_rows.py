@@ -110,7 +110,7 @@ def make_vm(db: Any, pool: Pool | None = None, *, name: str | None = None) -> Vm
     vid = uuid.uuid4()
     name = name or f"vm-{vid.hex[:8]}"
     db.execute(
-        "SELECT InsertVmStatic('', '', 1024, 0, NULL, %s, %s, %s, %s, %s, NULL)",
+        "SELECT InsertVmStaticRow('', '', 1024, 0, NULL, %s, %s, %s, %s, %s, NULL)",
         (vid, name, ZERO, now(), pool.quota_id if pool else None),
     )
     return Vm(vid, name)

@@ -30,10 +30,14 @@ def test_deploy_into_an_existing_server_by_dsn(new_db) -> None:
     dsn = new_db(deployed=False)
     res = run("deploy", "--dsn", dsn)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("fresh install")
+    dbname = dsn.rsplit("dbname=", 1)[1]
+    first, second = res.stdout.splitlines()[:2]
+    assert first.startswith(f"deployed into database {dbname} on 127.0.0.1:") and "embedded" not in first
+    assert second.startswith("fresh install")
     res = run("deploy", "--json", "--dsn", dsn)
     report = json.loads(res.stdout)
     assert report["mode"] == "upgrade" and report["upgrades_applied"] == []
+    assert report["target"]["dbname"] == dbname and report["target"]["embedded"] is False
     assert report["functions"] > 20
 
 
@@ -64,9 +68,12 @@ def test_unreachable_database_is_one_line_and_non_zero() -> None:
 def test_embedded_cluster_life_cycle(tmp_path: Path) -> None:
     env = {"MOVEDISK_HOME": str(tmp_path / "home")}
     try:
-        res = run("deploy", env=env)  # starts the embedded cluster, then deploys
+        res = run("deploy", env=env)
+        assert res.returncode == 21 and "NoTarget" in res.stderr  # never the embedded one unasked
+        res = run("deploy", "--embedded", env=env)  # starts the embedded cluster, then deploys
         assert res.returncode == 0, res.stderr
         assert "fresh install" in res.stdout
+        assert res.stdout.startswith("deployed into database movedisk on ") and "(embedded cluster)" in res.stdout
         dsn = json.loads(run("db", "dsn", "--json", env=env).stdout)["dsn"]
         with psycopg.connect(dsn) as conn:
             assert recorded_upgrades(conn) == UPGRADES
@@ -74,7 +81,7 @@ def test_embedded_cluster_life_cycle(tmp_path: Path) -> None:
         assert status["running"] is True
         # Only the server's account (and root) can reach its socket: no TCP port.
         assert "host=/" in dsn
-        res = run("deploy", env=env)  # a second deploy re-applies into the same database
+        res = run("deploy", "--embedded", env=env)  # a second deploy re-applies there
         assert res.returncode == 0 and "schema up to date" in res.stdout
         socket = check_embedded_agent(tmp_path / "home", env)  # db start starts the agent too
         res = run("db", "stop", "--json", env=env)

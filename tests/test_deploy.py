@@ -69,7 +69,7 @@ def test_fresh_deploy_creates_schema_and_records_upgrades(new_db) -> None:
                 "SELECT rolname FROM pg_roles WHERE rolname LIKE 'movedisk_%'"
             ).fetchall()
         }
-    assert roles == {"movedisk_engine", "movedisk_dba"}
+    assert roles == {"movedisk_owner", "movedisk_engine", "movedisk_dba"}
 
 
 def test_redeploy_changes_nothing(new_db, pg_cluster) -> None:
@@ -262,12 +262,14 @@ def test_privileges_engine_executes_only_dba_reads_views_public_nothing(db) -> N
             UNION ALL
             SELECT (aclexplode(coalesce(relacl, acldefault('r', relowner)))).grantee
             FROM pg_class WHERE relnamespace = 'public'::regnamespace
-            UNION ALL
-            SELECT (aclexplode(nspacl)).grantee FROM pg_namespace WHERE nspname = 'public'
         ) AS acl WHERE g = 0
         """
     ).fetchone()
     assert public_grants == {"n": 0}
+    # The schema keeps the privileges it had (PostgreSQL 15's default: PUBLIC may use it).
+    assert db.execute(
+        "SELECT nspacl::text AS acl FROM pg_namespace WHERE nspname = 'public'"
+    ).fetchone()["acl"].startswith("{pg_database_owner=UC/pg_database_owner,=U/pg_database_owner")
     db.execute("SET LOCAL ROLE movedisk_engine")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with db.transaction():
@@ -286,22 +288,38 @@ def test_privileges_engine_executes_only_dba_reads_views_public_nothing(db) -> N
             db.execute("SELECT * FROM GetAllFromDisks(NULL, FALSE)")
 
 
-def test_every_function_pins_search_path_and_runs_as_definer(db) -> None:
+def test_every_function_is_owned_by_the_package_role_with_a_safe_search_path(db) -> None:
+    """Every function the package recorded: SECURITY DEFINER owned by movedisk_owner (no
+    superuser, nothing but DML on the package's tables), search_path exactly pg_catalog,
+    pg_temp, EXECUTE for movedisk_engine and not for PUBLIC."""
     rows = db.execute(
         """
-        SELECT p.oid::regprocedure::text AS f, p.prosecdef, p.proconfig
-        FROM pg_proc p
-        WHERE p.pronamespace = 'public'::regnamespace
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                          AND d.objid = p.oid AND d.deptype = 'e')
+        SELECT p.oid::regprocedure::text AS f, p.prosecdef, p.proconfig,
+               p.proowner::regrole::text AS owner,
+               has_function_privilege('movedisk_engine', p.oid, 'EXECUTE') AS engine,
+               EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                       WHERE a.grantee = 0) AS public
+        FROM pg_proc AS p
+        JOIN package_objects AS o
+            ON o.object_type = 'function' AND o.object_identity::regprocedure = p.oid
         """
     ).fetchall()
-    assert rows, "no functions deployed"
-    unpinned = [r["f"] for r in rows if not any(
-        c.startswith("search_path=") for c in (r["proconfig"] or [])
-    )]
-    invoker = [r["f"] for r in rows if not r["prosecdef"]]
-    assert unpinned == [] and invoker == []
+    assert len(rows) >= 100
+    wrong = [
+        r["f"] for r in rows
+        if not r["prosecdef"] or r["proconfig"] != ["search_path=pg_catalog, pg_temp"]
+        or r["owner"] != "movedisk_owner" or not r["engine"] or r["public"]
+    ]
+    assert wrong == []
+    owner = db.execute(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin FROM pg_roles "
+        "WHERE rolname = 'movedisk_owner'"
+    ).fetchone()
+    assert not any(owner.values())
+    # It may write the package's tables, and create nothing anywhere.
+    assert db.execute(
+        "SELECT has_schema_privilege('movedisk_owner', 'public', 'CREATE') AS c"
+    ).fetchone() == {"c": False}
 
 
 def test_every_table_and_its_key_columns_are_commented(db) -> None:

@@ -80,7 +80,7 @@ def columns(db, query, params=()):
 @pytest.mark.parametrize(
     "query, params, expected",
     [
-        ("SELECT * FROM GetImageByImageGuid(%s)", (ZERO,), IMAGES_STORAGE_DOMAIN_VIEW),
+        ("SELECT * FROM GetImageByImageGuid(%s)", (ZERO,), VM_IMAGES_VIEW),
         ("SELECT * FROM GetSnapshotsByImageGroupId(%s)", (ZERO,), IMAGES_STORAGE_DOMAIN_VIEW),
         ("SELECT * FROM GetSnapshotByLeafGuid(%s)", (ZERO,), IMAGES_STORAGE_DOMAIN_VIEW),
         ("SELECT * FROM GetAncestralImageByImageGuid(%s, NULL, FALSE)", (ZERO,), IMAGES_STORAGE_DOMAIN_VIEW),
@@ -119,11 +119,12 @@ def test_three_volume_disk_lookups(db):
     assert len(rows) == 1
     r = rows[0]
     assert (r["image_guid"], r["parentid"], r["image_group_id"], r["disk_id"]) == (leaf, mid, disk.id, disk.id)
-    assert (r["storage_id"], r["storage_pool_id"], r["imagestatus"], r["active"]) == (
-        disk.domain_id, pool.id, IMAGE_OK, True)
+    # vm_images_view lists a volume's domains as text, as oVirt's does.
+    assert (str(r["storage_id"]), r["storage_pool_id"], r["imagestatus"], r["active"]) == (
+        str(disk.domain_id), pool.id, IMAGE_OK, True)
     assert (r["volume_type"], r["volume_format"], r["disk_alias"]) == (SPARSE, COW, disk.alias)
     assert (r["vm_names"], r["number_of_vms"], r["entity_type"]) == (vm.name, 1, "VM")
-    assert r["quota_id"] == pool.quota_id and r["actual_size"] == GB
+    assert r["quota_id"] == str(pool.quota_id) and r["actual_size"] == GB  # text, as in oVirt
 
     chain = db.execute("SELECT image_guid FROM GetSnapshotByLeafGuid(%s)", (leaf,)).fetchall()
     assert [c["image_guid"] for c in chain] == [leaf, mid, base]
@@ -166,7 +167,9 @@ def test_template_volume_on_two_domains_is_one_row_in_listings(db):
     pool = make_pool(db)
     disk = make_disk(db, pool, pool.domains[0], volumes=1)
     db.execute("SELECT Insertimage_storage_domain_map(%s, %s, NULL, NULL)", (disk.leaf, pool.domains[1]))
-    assert len(db.execute("SELECT * FROM GetImageByImageGuid(%s)", (disk.leaf,)).fetchall()) == 2
+    # oVirt 4.5's GetImageByImageGuid (vm_images_view) lists both domains in one row.
+    rows = db.execute("SELECT storage_id FROM GetImageByImageGuid(%s)", (disk.leaf,)).fetchall()
+    assert len(rows) == 1 and set(rows[0]["storage_id"].split(",")) == {str(d) for d in pool.domains}
     rows = db.execute("SELECT storage_id FROM GetDiskByDiskId(%s, NULL, FALSE)", (disk.id,)).fetchall()
     assert len(rows) == 1
     assert set(rows[0]["storage_id"].split(",")) == {str(d) for d in pool.domains}
@@ -301,18 +304,18 @@ def test_vm_static_and_devices(db):
     pool = make_pool(db)
     vm = make_vm(db, pool)
     tmpl = uuid.uuid4()
-    db.execute("SELECT InsertVmTemplate(%s, '', '', 1024, 'tmpl', 0, %s, NULL, 0, NULL, 'TEMPLATE', 'base')",
+    db.execute("SELECT InsertVmTemplateRow(%s, '', '', 1024, 'tmpl', 0, %s, NULL, 0, NULL, 'TEMPLATE', 'base')",
                (now(), tmpl))
-    t = db.execute("SELECT * FROM GetVmStaticByVmGuid(%s)", (tmpl,)).fetchone()
+    t = db.execute("SELECT * FROM GetVmStaticRowByVmGuid(%s)", (tmpl,)).fetchone()
     assert (t["entity_type"], t["vmt_guid"], t["template_status"]) == ("TEMPLATE", tmpl, 0)
     disk = make_disk(db, pool, vm=vm, volumes=1)
-    dev = db.execute("SELECT * FROM GetVmDeviceByDeviceId(%s, %s)", (disk.id, vm.id)).fetchone()
+    dev = db.execute("SELECT * FROM GetVmDeviceRowByDeviceId(%s, %s)", (disk.id, vm.id)).fetchone()
     assert (dev["type"], dev["device"], dev["is_plugged"]) == ("disk", "disk", True)
-    assert len(db.execute("SELECT * FROM GetVmDeviceByVmId(%s, NULL, FALSE)", (vm.id,)).fetchall()) == 1
+    assert len(db.execute("SELECT * FROM GetVmDeviceRowsByVmId(%s, NULL, FALSE)", (vm.id,)).fetchall()) == 1
     db.execute("SELECT DeleteVmStatic(%s, TRUE)", (vm.id,))
-    assert db.execute("SELECT * FROM GetVmDeviceByDeviceId(%s, NULL)", (disk.id,)).fetchall() == []
+    assert db.execute("SELECT * FROM GetVmDeviceRowByDeviceId(%s, NULL)", (disk.id,)).fetchall() == []
     db.execute("SELECT DeleteVmTemplates(%s)", (tmpl,))
-    assert db.execute("SELECT * FROM GetVmStaticByVmGuid(%s)", (tmpl,)).fetchall() == []
+    assert db.execute("SELECT * FROM GetVmStaticRowByVmGuid(%s)", (tmpl,)).fetchall() == []
 
 
 def test_async_tasks(db):

@@ -1,6 +1,6 @@
 """Static checks over the package: sqlfluff, PL/pgSQL parsing, plpgsql_check, squawk.
 
-None of these may skip: CI installs what they need (.ci/run).
+None of these may skip: `make test` installs what they need (scripts/setup-system).
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ def test_there_are_functions_to_check() -> None:
 def test_function_body_parses_and_follows_the_conventions(name: str, line: int, text: str) -> None:
     assert re.search(r"LANGUAGE\s+plpgsql", text, re.I), "functions are written in PL/pgSQL"
     pglast.parse_plpgsql(text)
-    assert re.search(r"SET\s+search_path\s*=\s*public,\s*pg_temp", text, re.I)
+    assert re.search(r"SET\s+search_path\s*=\s*pg_catalog,\s*pg_temp\s*$", text, re.I | re.M), (
+        f"{name}:{line}: SET search_path = pg_catalog, pg_temp (CONTRIBUTING.md, Security)"
+    )
     assert re.search(r"SECURITY\s+DEFINER", text, re.I)
     # A one-line comment saying what the function answers sits right above it.
     source = (ROOT / "sql" / name).read_text().splitlines()
@@ -90,10 +92,12 @@ def test_plpgsql_check_finds_no_error(new_db) -> None:
         try:
             conn.execute("CREATE SCHEMA plpgsql_check")
             conn.execute("CREATE EXTENSION plpgsql_check WITH SCHEMA plpgsql_check")
-        except psycopg.Error as exc:
+        except psycopg.Error:
+            major = conn.info.server_version // 10000
             pytest.fail(
-                "plpgsql_check is not installed (Debian: apt-get install "
-                f"postgresql-<version>-plpgsql-check; .ci/run does it): {exc}"
+                f"plpgsql_check is not installed: run `make test` as root (scripts/setup-system "
+                f"installs it) or apt-get install postgresql-{major}-plpgsql-check",
+                pytrace=False,
             )
         rows = conn.execute(
             """

@@ -76,7 +76,7 @@ def test_release_1_upgrades_to_the_fresh_schema_keeping_every_row(
     with psycopg.connect(fresh_dsn, row_factory=dict_row) as conn:
         fresh = catalog_snapshot(conn)
     differences = sorted(k for k in fresh.keys() | upgraded.keys() if fresh.get(k) != upgraded.get(k))
-    assert differences == []
+    assert differences == [], "\n".join(f"{k}\n {fresh.get(k)}\n {upgraded.get(k)}" for k in differences)
     # An independent schema diff (tables, views, functions, indexes, table grants).
     diff = results.db(url(pg_cluster, release_1_dsn)).schemadiff_as_sql(
         results.db(url(pg_cluster, fresh_dsn)), with_privileges=True

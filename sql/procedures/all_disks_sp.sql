@@ -9,11 +9,11 @@ CREATE OR REPLACE FUNCTION GetAllFromDisks(
 )
 RETURNS SETOF ALL_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM all_disks
+    SELECT * FROM public.all_disks
     WHERE v_is_filtered IS NOT TRUE
         AND (v_include_temporary IS NOT FALSE OR NOT all_disks.is_temporary);
 END;
@@ -30,7 +30,7 @@ CREATE OR REPLACE FUNCTION GetDiskByDiskId(
 )
 RETURNS SETOF ALL_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_image_guid UUID;
@@ -39,12 +39,12 @@ BEGIN
         RETURN;
     END IF;
     FOR v_image_guid IN
-        SELECT i.image_guid FROM images AS i
+        SELECT i.image_guid FROM public.images AS i
         WHERE i.image_group_id = v_disk_id AND i.active
         ORDER BY i.image_guid
     LOOP
         RETURN QUERY
-        SELECT * FROM all_disks
+        SELECT * FROM public.all_disks
         WHERE all_disks.image_guid = v_image_guid;
     END LOOP;
 END;
@@ -59,11 +59,11 @@ CREATE OR REPLACE FUNCTION GetAllFromDisksIncludingSnapshots(
 )
 RETURNS SETOF ALL_DISKS_INCLUDING_SNAPSHOTS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM all_disks_including_snapshots
+    SELECT * FROM public.all_disks_including_snapshots
     WHERE v_is_filtered IS NOT TRUE
         AND (v_include_temporary IS NOT FALSE OR NOT all_disks_including_snapshots.is_temporary);
 END;
@@ -78,7 +78,7 @@ CREATE OR REPLACE FUNCTION GetDiskAndSnapshotsByDiskId(
 )
 RETURNS SETOF ALL_DISKS_INCLUDING_SNAPSHOTS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_image_guid UUID;
@@ -87,12 +87,12 @@ BEGIN
         RETURN;
     END IF;
     FOR v_image_guid IN
-        SELECT i.image_guid FROM images AS i
+        SELECT i.image_guid FROM public.images AS i
         WHERE i.image_group_id = v_disk_id
         ORDER BY i.image_guid
     LOOP
         RETURN QUERY
-        SELECT * FROM all_disks_including_snapshots AS a
+        SELECT * FROM public.all_disks_including_snapshots AS a
         WHERE a.image_guid = v_image_guid;
     END LOOP;
 END;

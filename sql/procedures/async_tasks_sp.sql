@@ -17,10 +17,10 @@ CREATE OR REPLACE FUNCTION Insertasync_tasks(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO async_tasks (
+    INSERT INTO public.async_tasks (
         action_type,
         result,
         status,
@@ -66,10 +66,10 @@ CREATE OR REPLACE FUNCTION Updateasync_tasks(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE async_tasks
+    UPDATE public.async_tasks
     SET
         action_type = v_action_type,
         result = v_result,
@@ -90,12 +90,12 @@ CREATE OR REPLACE FUNCTION Deleteasync_tasks(
 )
 RETURNS INTEGER
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     deleted_rows INTEGER;
 BEGIN
-    DELETE FROM async_tasks
+    DELETE FROM public.async_tasks
     WHERE task_id = v_task_id;
     GET DIAGNOSTICS deleted_rows = ROW_COUNT;
     RETURN deleted_rows;
@@ -108,12 +108,12 @@ CREATE OR REPLACE FUNCTION DeleteAsyncTasksByVdsmTaskId(
 )
 RETURNS INTEGER
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     deleted_rows INTEGER;
 BEGIN
-    DELETE FROM async_tasks
+    DELETE FROM public.async_tasks
     WHERE vdsm_task_id = v_vdsm_task_id;
     GET DIAGNOSTICS deleted_rows = ROW_COUNT;
     RETURN deleted_rows;
@@ -124,11 +124,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromasync_tasks()
 RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM async_tasks;
+    SELECT * FROM public.async_tasks;
 END;
 $procedure$;
 
@@ -138,11 +138,11 @@ CREATE OR REPLACE FUNCTION Getasync_tasksBytask_id(
 )
 RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM async_tasks
+    SELECT * FROM public.async_tasks
     WHERE task_id = v_task_id;
 END;
 $procedure$;
@@ -153,11 +153,11 @@ CREATE OR REPLACE FUNCTION GetAsyncTasksByVdsmTaskId(
 )
 RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM async_tasks
+    SELECT * FROM public.async_tasks
     WHERE vdsm_task_id = v_vdsm_task_id;
 END;
 $procedure$;
@@ -168,11 +168,11 @@ CREATE OR REPLACE FUNCTION GetAsyncTasksByStoragePoolId(
 )
 RETURNS SETOF ASYNC_TASKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM async_tasks
+    SELECT * FROM public.async_tasks
     WHERE storage_pool_id = v_storage_pool_id;
 END;
 $procedure$;

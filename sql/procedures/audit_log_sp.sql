@@ -41,13 +41,13 @@ CREATE OR REPLACE FUNCTION InsertAuditLog(
 )
 RETURNS BIGINT
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     -- Alerts (severity >= 10) are kept once per host and type unless repeatable.
     IF v_severity >= 10 AND v_repeatable IS NOT TRUE THEN
         SELECT audit_log_id INTO v_audit_log_id
-        FROM audit_log
+        FROM public.audit_log
         WHERE vds_name = v_vds_name
             AND log_type = v_log_type
             AND NOT deleted
@@ -57,7 +57,7 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    INSERT INTO audit_log (
+    INSERT INTO public.audit_log (
         log_time,
         log_type,
         log_type_name,
@@ -137,11 +137,11 @@ CREATE OR REPLACE FUNCTION GetAuditLogByAuditLogId(
 )
 RETURNS SETOF AUDIT_LOG
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM audit_log
+    SELECT * FROM public.audit_log
     WHERE audit_log_id = v_audit_log_id;
 END;
 $procedure$;
@@ -152,11 +152,11 @@ CREATE OR REPLACE FUNCTION GetAuditLogLaterThenDate(
 )
 RETURNS SETOF AUDIT_LOG
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM audit_log
+    SELECT * FROM public.audit_log
     WHERE NOT deleted
         AND log_time >= v_date
     ORDER BY audit_log_id DESC;
@@ -169,10 +169,10 @@ CREATE OR REPLACE FUNCTION DeleteAuditLog(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE audit_log
+    UPDATE public.audit_log
     SET deleted = TRUE
     WHERE audit_log_id = v_audit_log_id;
 END;

@@ -17,10 +17,10 @@ CREATE OR REPLACE FUNCTION InsertBaseDisk(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO base_disks (
+    INSERT INTO public.base_disks (
         disk_id,
         wipe_after_delete,
         propagate_errors,
@@ -68,10 +68,10 @@ CREATE OR REPLACE FUNCTION UpdateBaseDisk(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE base_disks
+    UPDATE public.base_disks
     SET
         wipe_after_delete = v_wipe_after_delete,
         propagate_errors = v_propagate_errors,
@@ -94,10 +94,10 @@ CREATE OR REPLACE FUNCTION DeleteBaseDisk(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM base_disks
+    DELETE FROM public.base_disks
     WHERE disk_id = v_disk_id;
 END;
 $procedure$;
@@ -106,11 +106,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromBaseDisks()
 RETURNS SETOF BASE_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM base_disks;
+    SELECT * FROM public.base_disks;
 END;
 $procedure$;
 
@@ -120,11 +120,11 @@ CREATE OR REPLACE FUNCTION GetBaseDiskByBaseDiskId(
 )
 RETURNS SETOF BASE_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM base_disks
+    SELECT * FROM public.base_disks
     WHERE disk_id = v_disk_id;
 END;
 $procedure$;
@@ -135,11 +135,11 @@ CREATE OR REPLACE FUNCTION GetBaseDisksByAlias(
 )
 RETURNS SETOF BASE_DISKS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM base_disks
+    SELECT * FROM public.base_disks
     WHERE disk_alias = v_disk_alias;
 END;
 $procedure$;

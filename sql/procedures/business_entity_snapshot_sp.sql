@@ -14,10 +14,10 @@ CREATE OR REPLACE FUNCTION insert_entity_snapshot(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO business_entity_snapshot (
+    INSERT INTO public.business_entity_snapshot (
         id,
         command_id,
         command_type,
@@ -48,11 +48,11 @@ CREATE OR REPLACE FUNCTION get_entity_snapshot_by_command_id(
 )
 RETURNS SETOF BUSINESS_ENTITY_SNAPSHOT
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM business_entity_snapshot
+    SELECT * FROM public.business_entity_snapshot
     WHERE command_id = v_command_id
     ORDER BY insertion_order;
 END;
@@ -64,11 +64,11 @@ CREATE OR REPLACE FUNCTION get_entity_snapshot_by_id(
 )
 RETURNS SETOF BUSINESS_ENTITY_SNAPSHOT
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM business_entity_snapshot
+    SELECT * FROM public.business_entity_snapshot
     WHERE id = v_id;
 END;
 $procedure$;
@@ -79,10 +79,10 @@ CREATE OR REPLACE FUNCTION delete_entity_snapshot_by_command_id(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM business_entity_snapshot
+    DELETE FROM public.business_entity_snapshot
     WHERE command_id = v_command_id;
 END;
 $procedure$;

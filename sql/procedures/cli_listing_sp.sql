@@ -33,7 +33,7 @@ RETURNS TABLE (
     created TIMESTAMP WITH TIME ZONE
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -142,7 +142,7 @@ RETURNS TABLE (
     leftover_disks BIGINT
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -195,7 +195,7 @@ RETURNS TABLE (
     temporary_image_id UUID
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY

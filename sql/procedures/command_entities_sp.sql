@@ -21,10 +21,10 @@ CREATE OR REPLACE FUNCTION InsertCommandEntity(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO command_entities (
+    INSERT INTO public.command_entities (
         user_id,
         engine_session_seq_id,
         command_id,
@@ -83,10 +83,10 @@ CREATE OR REPLACE FUNCTION UpdateCommandEntity(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE command_entities
+    UPDATE public.command_entities
     SET
         user_id = v_user_id,
         engine_session_seq_id = v_engine_session_seq_id,
@@ -127,18 +127,18 @@ CREATE OR REPLACE FUNCTION InsertOrUpdateCommandEntity(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM command_entities WHERE command_id = v_command_id) THEN
-        PERFORM InsertCommandEntity(
+    IF NOT EXISTS (SELECT 1 FROM public.command_entities WHERE command_id = v_command_id) THEN
+        PERFORM public.InsertCommandEntity(
             v_user_id, v_engine_session_seq_id, v_command_id, v_command_type, v_parent_command_id,
             v_root_command_id, v_command_context, v_command_parameters, v_command_params_class,
             v_created_at, v_status, v_executed, v_callback_enabled, v_return_value,
             v_return_value_class, v_data
         );
     ELSE
-        PERFORM UpdateCommandEntity(
+        PERFORM public.UpdateCommandEntity(
             v_user_id, v_engine_session_seq_id, v_command_id, v_command_type, v_parent_command_id,
             v_root_command_id, v_command_context, v_command_parameters, v_command_params_class,
             v_status, v_executed, v_callback_enabled, v_return_value, v_return_value_class, v_data
@@ -154,10 +154,10 @@ CREATE OR REPLACE FUNCTION UpdateCommandEntityStatus(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE command_entities
+    UPDATE public.command_entities
     SET status = v_status
     WHERE command_id = v_command_id;
 END;
@@ -170,10 +170,10 @@ CREATE OR REPLACE FUNCTION UpdateCommandEntityExecuted(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE command_entities
+    UPDATE public.command_entities
     SET executed = v_executed
     WHERE command_id = v_command_id;
 END;
@@ -186,10 +186,10 @@ CREATE OR REPLACE FUNCTION UpdateCommandEntityNotified(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE command_entities
+    UPDATE public.command_entities
     SET callback_notified = v_callback_notified
     WHERE command_id = v_command_id;
 END;
@@ -201,11 +201,11 @@ CREATE OR REPLACE FUNCTION GetCommandEntityByCommandEntityId(
 )
 RETURNS SETOF COMMAND_ENTITIES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM command_entities
+    SELECT * FROM public.command_entities
     WHERE command_id = v_command_id;
 END;
 $procedure$;
@@ -214,11 +214,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromCommandEntities()
 RETURNS SETOF COMMAND_ENTITIES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM command_entities;
+    SELECT * FROM public.command_entities;
 END;
 $procedure$;
 
@@ -228,11 +228,11 @@ CREATE OR REPLACE FUNCTION GetCommandEntitiesByParentCmdId(
 )
 RETURNS SETOF COMMAND_ENTITIES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM command_entities
+    SELECT * FROM public.command_entities
     WHERE root_command_id = v_root_command_id;
 END;
 $procedure$;
@@ -243,10 +243,10 @@ CREATE OR REPLACE FUNCTION DeleteCommandEntity(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM command_entities
+    DELETE FROM public.command_entities
     WHERE command_id = v_command_id;
 END;
 $procedure$;
@@ -257,10 +257,10 @@ CREATE OR REPLACE FUNCTION DeleteCommandEntitiesOlderThanDate(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM command_entities
+    DELETE FROM public.command_entities
     WHERE created_at < v_date;
 END;
 $procedure$;

@@ -14,10 +14,10 @@ CREATE OR REPLACE FUNCTION Insertdisk_image_dynamic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO disk_image_dynamic (
+    INSERT INTO public.disk_image_dynamic (
         image_id,
         read_rate,
         read_ops,
@@ -56,10 +56,10 @@ CREATE OR REPLACE FUNCTION Updatedisk_image_dynamic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE disk_image_dynamic
+    UPDATE public.disk_image_dynamic
     SET
         read_rate = v_read_rate,
         read_ops = v_read_ops,
@@ -80,10 +80,10 @@ CREATE OR REPLACE FUNCTION Deletedisk_image_dynamic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM disk_image_dynamic
+    DELETE FROM public.disk_image_dynamic
     WHERE image_id = v_image_id;
 END;
 $procedure$;
@@ -94,11 +94,11 @@ CREATE OR REPLACE FUNCTION Getdisk_image_dynamicByimage_id(
 )
 RETURNS SETOF DISK_IMAGE_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM disk_image_dynamic
+    SELECT * FROM public.disk_image_dynamic
     WHERE image_id = v_image_id;
 END;
 $procedure$;
@@ -107,10 +107,10 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromdisk_image_dynamic()
 RETURNS SETOF DISK_IMAGE_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM disk_image_dynamic;
+    SELECT * FROM public.disk_image_dynamic;
 END;
 $procedure$;

@@ -1,16 +1,17 @@
 -- Volume lookups through images_storage_domain_view (oVirt disk_images_sp.sql names).
 
--- GetImageByImageGuid: the volume with that guid, with its disk and storage domain.
+-- GetImageByImageGuid: the volume with that guid, with its disk, storage domain and
+-- statistics (oVirt 4.5: vm_images_view rows, so a volume without disk_image_dynamic is not found).
 CREATE OR REPLACE FUNCTION GetImageByImageGuid(
     v_image_guid UUID
 )
-RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
+RETURNS SETOF VM_IMAGES_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view WHERE image_guid = v_image_guid;
+    SELECT * FROM public.vm_images_view WHERE image_guid = v_image_guid;
 END;
 $procedure$;
 
@@ -20,11 +21,11 @@ CREATE OR REPLACE FUNCTION GetVmImageByImageGuid(
 )
 RETURNS SETOF VM_IMAGES_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_images_view
+    SELECT * FROM public.vm_images_view
     WHERE image_guid = v_image_guid;
 END;
 $procedure$;
@@ -35,11 +36,11 @@ CREATE OR REPLACE FUNCTION GetSnapshotByGuid(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE image_guid = v_image_guid;
 END;
 $procedure$;
@@ -52,7 +53,7 @@ CREATE OR REPLACE FUNCTION GetAncestralImageByImageGuid(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_base UUID;
@@ -61,11 +62,11 @@ BEGIN
     -- joining the recursive walk to the view let the planner scan every volume.
     WITH RECURSIVE chain (image_guid, parentid) AS (
         SELECT images.image_guid, images.parentid
-        FROM images
+        FROM public.images
         WHERE images.image_guid = v_image_guid
         UNION ALL
         SELECT images.image_guid, images.parentid
-        FROM images
+        FROM public.images
         INNER JOIN chain ON images.image_guid = chain.parentid
     )
     SELECT chain.image_guid INTO v_base
@@ -73,7 +74,7 @@ BEGIN
     WHERE chain.parentid = '00000000-0000-0000-0000-000000000000'
     LIMIT 1;
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE image_guid = v_base
         AND v_is_filtered IS NOT TRUE;
 END;
@@ -85,11 +86,11 @@ CREATE OR REPLACE FUNCTION GetSnapshotsByStorageDomainId(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE storage_id = v_storage_domain_id;
 END;
 $procedure$;
@@ -100,11 +101,11 @@ CREATE OR REPLACE FUNCTION GetSnapshotByParentGuid(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE parentid = v_parent_guid;
 END;
 $procedure$;
@@ -115,7 +116,7 @@ CREATE OR REPLACE FUNCTION GetSnapshotByLeafGuid(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_chain UUID[];
@@ -125,11 +126,11 @@ BEGIN
     -- walking the view itself let the planner scan every volume.
     WITH RECURSIVE chain (image_guid, parentid, image_group_id, depth) AS (
         SELECT images.image_guid, images.parentid, images.image_group_id, 0
-        FROM images
+        FROM public.images
         WHERE images.image_guid = v_image_guid
         UNION ALL
         SELECT images.image_guid, images.parentid, images.image_group_id, chain.depth + 1
-        FROM images
+        FROM public.images
         INNER JOIN chain
             ON images.image_guid = chain.parentid
                 AND images.image_group_id = chain.image_group_id
@@ -139,7 +140,7 @@ BEGIN
     -- planned anew on every call, ~2 ms of a 3 ms lookup at 1M volumes).
     FOREACH v_volume IN ARRAY coalesce(v_chain, '{}') LOOP
         RETURN QUERY
-        SELECT * FROM images_storage_domain_view
+        SELECT * FROM public.images_storage_domain_view
         WHERE image_guid = v_volume;
     END LOOP;
 END;
@@ -151,11 +152,11 @@ CREATE OR REPLACE FUNCTION GetSnapshotsByVmSnapshotId(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE vm_snapshot_id = v_vm_snapshot_id;
 END;
 $procedure$;
@@ -166,11 +167,11 @@ CREATE OR REPLACE FUNCTION GetSnapshotsByImageGroupId(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE image_group_id = v_image_group_id;
 END;
 $procedure$;
@@ -182,11 +183,11 @@ CREATE OR REPLACE FUNCTION GetDiskSnapshotForVmSnapshot(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE image_group_id = v_image_group_id
         AND vm_snapshot_id = v_vm_snapshot_id;
 END;
@@ -200,11 +201,11 @@ CREATE OR REPLACE FUNCTION GetAllForStorageDomain(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE active
         AND storage_id = v_storage_domain_id
         AND (v_include_temporary IS NOT FALSE OR NOT images_storage_domain_view.is_temporary);
@@ -220,11 +221,11 @@ CREATE OR REPLACE FUNCTION GetDiskImageByDiskAndImageIds(
 )
 RETURNS SETOF IMAGES_STORAGE_DOMAIN_VIEW
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images_storage_domain_view
+    SELECT * FROM public.images_storage_domain_view
     WHERE image_group_id = v_disk_id
         AND ((v_image_id IS NULL AND active) OR image_guid = v_image_id)
         AND v_is_filtered IS NOT TRUE;

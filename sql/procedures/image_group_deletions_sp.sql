@@ -32,15 +32,15 @@ RETURNS TABLE (
     last_error TEXT
 )
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_row RECORD;
 BEGIN
     FOR v_row IN
         SELECT g.*
-        FROM image_groups_to_be_deleted AS g
-        LEFT JOIN image_group_deletion_leases AS l
+        FROM public.image_groups_to_be_deleted AS g
+        LEFT JOIN public.image_group_deletion_leases AS l
             ON l.image_group_id = g.image_group_id AND l.storage_domain_id = g.storage_domain_id
         WHERE
             (v_image_group_id IS NULL OR g.image_group_id = v_image_group_id)
@@ -59,12 +59,12 @@ BEGIN
                 OR l.lease_owner = v_lease_owner
                 OR l.lease_owner = ANY(v_dead_owners)
             )
-            AND NOT IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
+            AND NOT public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
         ORDER BY g._create_date, g.image_group_id, g.storage_domain_id
         LIMIT v_limit
         FOR UPDATE OF g SKIP LOCKED
     LOOP
-        INSERT INTO image_group_deletion_leases AS l (
+        INSERT INTO public.image_group_deletion_leases AS l (
             image_group_id, storage_domain_id, lease_owner, lease_expires
         )
         VALUES (
@@ -76,7 +76,7 @@ BEGIN
         image_group_id := v_row.image_group_id;
         storage_domain_id := v_row.storage_domain_id;
         storage_pool_id := coalesce((
-            SELECT p.storage_pool_id FROM storage_pool_iso_map AS p
+            SELECT p.storage_pool_id FROM public.storage_pool_iso_map AS p
             WHERE p.storage_id = v_row.storage_domain_id LIMIT 1
         ), v_row.storage_pool_id);
         reason := v_row.reason;
@@ -93,10 +93,10 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImageGroupDeletionLeases()
 RETURNS SETOF IMAGE_GROUP_DELETION_LEASES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    RETURN QUERY SELECT * FROM image_group_deletion_leases AS l ORDER BY l.lease_expires;
+    RETURN QUERY SELECT * FROM public.image_group_deletion_leases AS l ORDER BY l.lease_expires;
 END;
 $procedure$;
 
@@ -123,19 +123,19 @@ RETURNS TABLE (
     last_error TEXT
 )
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_first UUID;
     v_locked INTEGER;
     v_plan RECORD;
-    v_lease image_group_deletion_leases;
+    v_lease public.image_group_deletion_leases;
 BEGIN
     SELECT min(i.image_guid::TEXT)::UUID, count(*) FILTER (WHERE i.imagestatus = 2)
     INTO v_first, v_locked
     FROM (
         SELECT img.image_guid, img.imagestatus
-        FROM images AS img
+        FROM public.images AS img
         WHERE img.image_group_id = v_image_group_id
         ORDER BY img.image_guid
         FOR UPDATE
@@ -143,7 +143,7 @@ BEGIN
     IF v_first IS NULL THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
-    SELECT * INTO v_plan FROM GetImageToBeDeletedRemovalPlan(v_first) AS p LIMIT 1;
+    SELECT * INTO v_plan FROM public.GetImageToBeDeletedRemovalPlan(v_first) AS p LIMIT 1;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'disk % is not a temporary (To_Be_Deleted) disk', v_image_group_id
             USING ERRCODE = 'MD006';
@@ -153,8 +153,8 @@ BEGIN
             USING ERRCODE = 'MD003';
     END IF;
     IF v_plan.removal = 'DB_ONLY' THEN
-        PERFORM RemoveTemporaryDisk(v_image_group_id, FALSE);
-        PERFORM InsertMoveDiskAuditLog(
+        PERFORM public.RemoveTemporaryDisk(v_image_group_id, FALSE);
+        PERFORM public.InsertMoveDiskAuditLog(
             20001, 'USER_MOVED_DISK_LEFTOVER_REMOVED', 0,
             format('Temporary disk %s of disk %s was removed (its source data on %s is the live '
                 'disk: only its records went).', v_image_group_id, v_plan.src_image_group_id,
@@ -163,7 +163,7 @@ BEGIN
         );
         RETURN;
     END IF;
-    INSERT INTO image_groups_to_be_deleted AS g (
+    INSERT INTO public.image_groups_to_be_deleted AS g (
         image_group_id, storage_domain_id, storage_pool_id, reason, temporary_disk_id,
         wipe_after_delete
     )
@@ -173,7 +173,7 @@ BEGIN
     )
     ON CONFLICT ON CONSTRAINT pk_image_groups_to_be_deleted DO NOTHING;
     SELECT * INTO v_lease
-    FROM image_group_deletion_leases AS l
+    FROM public.image_group_deletion_leases AS l
     WHERE l.image_group_id = v_plan.src_image_group_id
       AND l.storage_domain_id = v_plan.storage_domain_id
     FOR UPDATE;
@@ -181,7 +181,7 @@ BEGIN
         RAISE EXCEPTION 'the leftover of temporary disk % is being deleted by another process (%)',
             v_image_group_id, v_lease.lease_owner USING ERRCODE = 'MD003';
     END IF;
-    INSERT INTO image_group_deletion_leases AS l (
+    INSERT INTO public.image_group_deletion_leases AS l (
         image_group_id, storage_domain_id, lease_owner, lease_expires
     )
     VALUES (
@@ -194,7 +194,7 @@ BEGIN
     SELECT
         g.image_group_id, g.storage_domain_id, v_plan.storage_pool_id, g.reason,
         g.temporary_disk_id, g.wipe_after_delete, g.attempts, g.last_error
-    FROM image_groups_to_be_deleted AS g
+    FROM public.image_groups_to_be_deleted AS g
     WHERE g.image_group_id = v_plan.src_image_group_id
       AND g.storage_domain_id = v_plan.storage_domain_id;
 END;
@@ -212,42 +212,42 @@ CREATE OR REPLACE FUNCTION ConfirmStorageDeletion(
 )
 RETURNS BOOLEAN
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_del image_groups_to_be_deleted;
-    v_lease image_group_deletion_leases;
+    v_del public.image_groups_to_be_deleted;
+    v_lease public.image_group_deletion_leases;
 BEGIN
     SELECT * INTO v_lease
-    FROM image_group_deletion_leases AS l
+    FROM public.image_group_deletion_leases AS l
     WHERE l.image_group_id = v_image_group_id AND l.storage_domain_id = v_storage_domain_id;
     IF FOUND AND v_lease.lease_owner <> v_lease_owner AND v_lease.lease_expires >= now() THEN
         RAISE EXCEPTION 'the deletion of image group % on % is held by another process (%)',
             v_image_group_id, v_storage_domain_id, v_lease.lease_owner USING ERRCODE = 'MD003';
     END IF;
     SELECT * INTO v_del
-    FROM image_groups_to_be_deleted AS g
+    FROM public.image_groups_to_be_deleted AS g
     WHERE g.image_group_id = v_image_group_id AND g.storage_domain_id = v_storage_domain_id;
     IF NOT FOUND THEN
-        DELETE FROM image_group_deletion_leases AS l
+        DELETE FROM public.image_group_deletion_leases AS l
         WHERE l.image_group_id = v_image_group_id AND l.storage_domain_id = v_storage_domain_id;
         RETURN FALSE;
     END IF;
     IF v_del.reason = 'SOURCE_AFTER_MOVE' AND EXISTS (
-        SELECT 1 FROM images_to_be_deleted AS t
-        INNER JOIN images AS i ON i.image_guid = t.image_id
+        SELECT 1 FROM public.images_to_be_deleted AS t
+        INNER JOIN public.images AS i ON i.image_guid = t.image_id
         WHERE i.image_group_id = v_del.temporary_disk_id
     ) THEN
-        PERFORM RemoveTemporaryDisk(v_del.temporary_disk_id, TRUE);
-        PERFORM InsertMoveDiskAuditLog(
+        PERFORM public.RemoveTemporaryDisk(v_del.temporary_disk_id, TRUE);
+        PERFORM public.InsertMoveDiskAuditLog(
             20001, 'USER_MOVED_DISK_LEFTOVER_REMOVED', 0,
             format('The leftover of disk %s on storage domain %s was deleted and its temporary '
                 'disk %s removed.', v_image_group_id, v_storage_domain_id, v_del.temporary_disk_id),
             v_del.storage_pool_id, v_storage_domain_id, NULL
         );
     END IF;
-    PERFORM ConfirmImageGroupDeleted(v_image_group_id, v_storage_domain_id);
-    DELETE FROM image_group_deletion_leases AS l
+    PERFORM public.ConfirmImageGroupDeleted(v_image_group_id, v_storage_domain_id);
+    DELETE FROM public.image_group_deletion_leases AS l
     WHERE l.image_group_id = v_image_group_id AND l.storage_domain_id = v_storage_domain_id;
     RETURN TRUE;
 END;
@@ -265,21 +265,21 @@ CREATE OR REPLACE FUNCTION RecordStorageDeletionFailure(
 )
 RETURNS BIGINT
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_attempts BIGINT;
-    v_del image_groups_to_be_deleted;
+    v_del public.image_groups_to_be_deleted;
 BEGIN
-    DELETE FROM image_group_deletion_leases AS l
+    DELETE FROM public.image_group_deletion_leases AS l
     WHERE l.image_group_id = v_image_group_id AND l.storage_domain_id = v_storage_domain_id
       AND (l.lease_owner = v_lease_owner OR l.lease_expires < now());
-    v_attempts := RecordImageGroupDeletionFailure(v_image_group_id, v_storage_domain_id, v_error);
+    v_attempts := public.RecordImageGroupDeletionFailure(v_image_group_id, v_storage_domain_id, v_error);
     SELECT * INTO v_del
-    FROM image_groups_to_be_deleted AS g
+    FROM public.image_groups_to_be_deleted AS g
     WHERE g.image_group_id = v_image_group_id AND g.storage_domain_id = v_storage_domain_id;
     IF FOUND AND v_del.reason = 'MOVE_FAILED' AND v_attempts = 1 THEN
-        PERFORM InsertMoveDiskAuditLog(
+        PERFORM public.InsertMoveDiskAuditLog(
             2026, 'USER_MOVE_IMAGE_GROUP_FAILED_TO_DELETE_DST_IMAGE', 1,
             format('Could not delete the partial copy of disk %s on storage domain %s: %s',
                 v_image_group_id, v_storage_domain_id, v_error),

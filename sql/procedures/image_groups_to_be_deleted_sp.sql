@@ -23,7 +23,7 @@ RETURNS TABLE (
     live_on_storage_domain BOOLEAN
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -31,9 +31,9 @@ BEGIN
         g.image_group_id, g.storage_domain_id, coalesce(p.storage_pool_id, g.storage_pool_id),
         g.reason, g.temporary_disk_id, g.wipe_after_delete, g.attempts, g.last_attempt,
         g.last_error, g._create_date,
-        IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
-    FROM image_groups_to_be_deleted AS g
-    LEFT JOIN storage_pool_iso_map AS p ON p.storage_id = g.storage_domain_id
+        public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
+    FROM public.image_groups_to_be_deleted AS g
+    LEFT JOIN public.storage_pool_iso_map AS p ON p.storage_id = g.storage_domain_id
     ORDER BY g._create_date, g.image_group_id, g.storage_domain_id;
 END;
 $procedure$;
@@ -42,12 +42,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImageGroupsToBeDeletedByImageGroupId(v_image_group_id UUID)
 RETURNS SETOF IMAGE_GROUPS_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT g.*
-    FROM image_groups_to_be_deleted AS g
+    FROM public.image_groups_to_be_deleted AS g
     WHERE g.image_group_id = v_image_group_id
     ORDER BY g.storage_domain_id;
 END;
@@ -57,12 +57,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImageGroupsToBeDeletedByStorageDomainId(v_storage_domain_id UUID)
 RETURNS SETOF IMAGE_GROUPS_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT g.*
-    FROM image_groups_to_be_deleted AS g
+    FROM public.image_groups_to_be_deleted AS g
     WHERE g.storage_domain_id = v_storage_domain_id
     ORDER BY g._create_date, g.image_group_id;
 END;
@@ -79,7 +79,7 @@ CREATE OR REPLACE FUNCTION ConfirmImageGroupDeleted(
 )
 RETURNS INTEGER
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_tmp UUID;
@@ -87,32 +87,32 @@ DECLARE
 BEGIN
     -- The package's one lock order: the disk's volumes first (a move of it waits).
     PERFORM 1
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_image_group_id
     ORDER BY i.image_guid
     FOR UPDATE;
     PERFORM 1
-    FROM image_groups_to_be_deleted AS g
+    FROM public.image_groups_to_be_deleted AS g
     WHERE g.image_group_id = v_image_group_id AND g.storage_domain_id = v_storage_domain_id
     FOR UPDATE;
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    IF IsImageGroupOnStorageDomain(v_image_group_id, v_storage_domain_id) THEN
+    IF public.IsImageGroupOnStorageDomain(v_image_group_id, v_storage_domain_id) THEN
         RAISE EXCEPTION 'disk % is live on storage domain %; its deletion there is not pending '
             '(check the storage)', v_image_group_id, v_storage_domain_id USING ERRCODE = 'MD003';
     END IF;
     SELECT tmp.image_group_id INTO v_tmp
-    FROM images_to_be_deleted AS t
-    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    FROM public.images_to_be_deleted AS t
+    INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
     WHERE t.src_image_group_id = v_image_group_id AND t.src_storage = v_storage_domain_id
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'temporary disk % records the leftover of disk % on storage domain %; '
-            'confirm with RemoveTemporaryDisk(%, v_storage_deleted => TRUE)', v_tmp,
+            'confirm with public.RemoveTemporaryDisk(%, v_storage_deleted => TRUE)', v_tmp,
             v_image_group_id, v_storage_domain_id, v_tmp USING ERRCODE = 'MD003';
     END IF;
-    DELETE FROM image_groups_to_be_deleted AS g
+    DELETE FROM public.image_groups_to_be_deleted AS g
     WHERE g.image_group_id = v_image_group_id AND g.storage_domain_id = v_storage_domain_id;
     GET DIAGNOSTICS v_gone = ROW_COUNT;
     RETURN v_gone;
@@ -129,12 +129,12 @@ CREATE OR REPLACE FUNCTION RecordImageGroupDeletionFailure(
 )
 RETURNS BIGINT
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_attempts BIGINT;
 BEGIN
-    UPDATE image_groups_to_be_deleted AS g
+    UPDATE public.image_groups_to_be_deleted AS g
     SET attempts = g.attempts + 1, last_attempt = now(), last_error = v_error
     WHERE g.image_group_id = v_image_group_id AND g.storage_domain_id = v_storage_domain_id
     RETURNING g.attempts INTO v_attempts;

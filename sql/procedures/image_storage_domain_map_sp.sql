@@ -9,10 +9,10 @@ CREATE OR REPLACE FUNCTION Insertimage_storage_domain_map(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO image_storage_domain_map (
+    INSERT INTO public.image_storage_domain_map (
         image_id,
         storage_domain_id,
         quota_id,
@@ -34,10 +34,10 @@ CREATE OR REPLACE FUNCTION Deleteimage_storage_domain_map(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM image_storage_domain_map
+    DELETE FROM public.image_storage_domain_map
     WHERE image_id = v_image_id
         AND storage_domain_id = v_storage_domain_id;
 END;
@@ -49,10 +49,10 @@ CREATE OR REPLACE FUNCTION Deleteimage_storage_domain_map_by_image_id(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM image_storage_domain_map
+    DELETE FROM public.image_storage_domain_map
     WHERE image_id = v_image_id;
 END;
 $procedure$;
@@ -63,11 +63,11 @@ CREATE OR REPLACE FUNCTION Getimage_storage_domain_mapByimage_id(
 )
 RETURNS SETOF IMAGE_STORAGE_DOMAIN_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM image_storage_domain_map
+    SELECT * FROM public.image_storage_domain_map
     WHERE image_id = v_image_id;
 END;
 $procedure$;
@@ -78,11 +78,11 @@ CREATE OR REPLACE FUNCTION Getimage_storage_domain_mapBystorage_domain_id(
 )
 RETURNS SETOF IMAGE_STORAGE_DOMAIN_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM image_storage_domain_map
+    SELECT * FROM public.image_storage_domain_map
     WHERE storage_domain_id = v_storage_domain_id;
 END;
 $procedure$;
@@ -95,12 +95,12 @@ CREATE OR REPLACE FUNCTION UpdateQuotaForImageAndSnapshots(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE image_storage_domain_map AS isdm
+    UPDATE public.image_storage_domain_map AS isdm
     SET quota_id = v_quota_id
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_disk_id
         AND isdm.image_id = i.image_guid
         AND isdm.storage_domain_id = v_storage_domain_id;
@@ -115,12 +115,12 @@ CREATE OR REPLACE FUNCTION UpdateDiskProfileByImageGroupId(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE image_storage_domain_map AS isdm
+    UPDATE public.image_storage_domain_map AS isdm
     SET disk_profile_id = v_disk_profile_id
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_image_group_id
         AND isdm.image_id = i.image_guid
         AND isdm.storage_domain_id = v_storage_domain_id;

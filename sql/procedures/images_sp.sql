@@ -19,10 +19,10 @@ CREATE OR REPLACE FUNCTION InsertImage(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO images (
+    INSERT INTO public.images (
         creation_date,
         image_guid,
         it_guid,
@@ -77,10 +77,10 @@ CREATE OR REPLACE FUNCTION UpdateImage(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE images
+    UPDATE public.images
     SET
         creation_date = v_creation_date,
         it_guid = v_it_guid,
@@ -108,10 +108,10 @@ CREATE OR REPLACE FUNCTION UpdateImageStatus(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE images
+    UPDATE public.images
     SET imagestatus = v_status
     WHERE image_guid = v_image_id;
 END;
@@ -124,10 +124,10 @@ CREATE OR REPLACE FUNCTION UpdateStatusOfImagesByImageGroupId(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE images
+    UPDATE public.images
     SET imagestatus = v_status
     WHERE image_group_id = v_image_group_id;
 END;
@@ -140,10 +140,10 @@ CREATE OR REPLACE FUNCTION UpdateImageVmSnapshotId(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE images
+    UPDATE public.images
     SET vm_snapshot_id = v_vm_snapshot_id
     WHERE image_guid = v_image_id;
 END;
@@ -157,10 +157,10 @@ CREATE OR REPLACE FUNCTION UpdateImageSize(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE images
+    UPDATE public.images
     SET
         size = v_size,
         lastmodified = v_lastmodified
@@ -174,10 +174,10 @@ CREATE OR REPLACE FUNCTION DeleteImage(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM images
+    DELETE FROM public.images
     WHERE image_guid = v_image_guid;
 END;
 $procedure$;
@@ -186,11 +186,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromImages()
 RETURNS SETOF IMAGES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images;
+    SELECT * FROM public.images;
 END;
 $procedure$;
 
@@ -200,11 +200,11 @@ CREATE OR REPLACE FUNCTION GetImageByImageId(
 )
 RETURNS SETOF IMAGES
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM images
+    SELECT * FROM public.images
     WHERE image_guid = v_image_guid;
 END;
 $procedure$;
@@ -215,12 +215,12 @@ CREATE OR REPLACE FUNCTION GetMaxSequenceNumber(
 )
 RETURNS INTEGER
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN (
         SELECT MAX(sequence_number)
-        FROM images
+        FROM public.images
         WHERE image_group_id = v_image_group_id
     );
 END;

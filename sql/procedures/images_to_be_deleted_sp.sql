@@ -18,10 +18,10 @@ CREATE OR REPLACE FUNCTION InsertImageToBeDeleted(
 )
 RETURNS VOID
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO images_to_be_deleted (
+    INSERT INTO public.images_to_be_deleted (
         image_id, src_image_id, src_image_group_id, src_storage, dest_storage
     )
     VALUES (v_image_id, v_src_image_id, v_src_image_group_id, v_src_storage, v_dest_storage);
@@ -32,10 +32,10 @@ $procedure$;
 CREATE OR REPLACE FUNCTION DeleteImageToBeDeleted(v_image_id UUID)
 RETURNS VOID
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM images_to_be_deleted AS t
+    DELETE FROM public.images_to_be_deleted AS t
     WHERE t.image_id = v_image_id;
 END;
 $procedure$;
@@ -44,12 +44,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImageToBeDeletedByImageId(v_image_id UUID)
 RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT t.*
-    FROM images_to_be_deleted AS t
+    FROM public.images_to_be_deleted AS t
     WHERE t.image_id = v_image_id;
 END;
 $procedure$;
@@ -58,12 +58,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromImagesToBeDeleted()
 RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT t.*
-    FROM images_to_be_deleted AS t
+    FROM public.images_to_be_deleted AS t
     ORDER BY t._create_date, t.image_id;
 END;
 $procedure$;
@@ -72,12 +72,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcImageGroupId(v_src_image_group_id UUID)
 RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT t.*
-    FROM images_to_be_deleted AS t
+    FROM public.images_to_be_deleted AS t
     WHERE t.src_image_group_id = v_src_image_group_id;
 END;
 $procedure$;
@@ -86,12 +86,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcImageId(v_src_image_id UUID)
 RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT t.*
-    FROM images_to_be_deleted AS t
+    FROM public.images_to_be_deleted AS t
     WHERE t.src_image_id = v_src_image_id;
 END;
 $procedure$;
@@ -100,12 +100,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedBySrcStorage(v_src_storage UUID)
 RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT t.*
-    FROM images_to_be_deleted AS t
+    FROM public.images_to_be_deleted AS t
     WHERE t.src_storage = v_src_storage;
 END;
 $procedure$;
@@ -114,13 +114,13 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImagesToBeDeletedByImageGroupId(v_image_group_id UUID)
 RETURNS SETOF IMAGES_TO_BE_DELETED
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT t.*
-    FROM images AS i
-    INNER JOIN images_to_be_deleted AS t ON t.image_id = i.image_guid
+    FROM public.images AS i
+    INNER JOIN public.images_to_be_deleted AS t ON t.image_id = i.image_guid
     WHERE i.image_group_id = v_image_group_id;
 END;
 $procedure$;
@@ -134,13 +134,13 @@ CREATE OR REPLACE FUNCTION IsImageGroupOnStorageDomain(
 )
 RETURNS BOOLEAN
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN EXISTS (
         SELECT 1
-        FROM images AS i
-        INNER JOIN image_storage_domain_map AS m
+        FROM public.images AS i
+        INNER JOIN public.image_storage_domain_map AS m
             ON m.image_id = i.image_guid AND m.storage_domain_id = v_storage_domain_id
         WHERE i.image_group_id = v_image_group_id
     );
@@ -160,15 +160,15 @@ RETURNS TABLE (
     storage_pool_id UUID
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT t.src_image_id, t.src_image_group_id, t.src_storage, p.storage_pool_id
-    FROM images_to_be_deleted AS t
-    LEFT JOIN storage_pool_iso_map AS p ON p.storage_id = t.src_storage
+    FROM public.images_to_be_deleted AS t
+    LEFT JOIN public.storage_pool_iso_map AS p ON p.storage_id = t.src_storage
     WHERE t.image_id = v_image_id
-      AND IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage);
+      AND public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage);
 END;
 $procedure$;
 
@@ -179,12 +179,12 @@ $procedure$;
 CREATE OR REPLACE FUNCTION IsSourceImageOnSourceStorage(v_image_id UUID)
 RETURNS BOOLEAN
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN coalesce((
-        SELECT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
-        FROM images_to_be_deleted AS t
+        SELECT public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
+        FROM public.images_to_be_deleted AS t
         WHERE t.image_id = v_image_id
     ), FALSE);
 END;
@@ -213,13 +213,13 @@ RETURNS TABLE (
     delete_on_storage_domain_ids UUID[]
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = v_image_id) THEN
+    IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_guid = v_image_id) THEN
         RAISE EXCEPTION 'no image has id %', v_image_id USING ERRCODE = 'MD001';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = v_image_id) THEN
+    IF NOT EXISTS (SELECT 1 FROM public.images_to_be_deleted AS t WHERE t.image_id = v_image_id) THEN
         RAISE EXCEPTION 'image % is not a temporary (To_Be_Deleted) image', v_image_id
             USING ERRCODE = 'MD006';
     END IF;
@@ -240,19 +240,19 @@ BEGIN
                 SELECT t.src_storage AS sd WHERE NOT live.on_src
                 UNION
                 SELECT g.storage_domain_id
-                FROM image_groups_to_be_deleted AS g
+                FROM public.image_groups_to_be_deleted AS g
                 WHERE g.image_group_id = t.src_image_group_id
-                  AND NOT IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
+                  AND NOT public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
             ) AS d
             ORDER BY d.sd
         )
-    FROM images_to_be_deleted AS t
-    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    FROM public.images_to_be_deleted AS t
+    INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
     CROSS JOIN LATERAL (
-        SELECT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage) AS on_src
+        SELECT public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage) AS on_src
     ) AS live
-    LEFT JOIN base_disks AS b ON b.disk_id = tmp.image_group_id
-    LEFT JOIN storage_pool_iso_map AS p ON p.storage_id = t.src_storage
+    LEFT JOIN public.base_disks AS b ON b.disk_id = tmp.image_group_id
+    LEFT JOIN public.storage_pool_iso_map AS p ON p.storage_id = t.src_storage
     WHERE t.image_id = v_image_id;
 END;
 $procedure$;

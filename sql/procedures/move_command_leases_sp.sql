@@ -15,22 +15,22 @@ CREATE OR REPLACE FUNCTION InsertMoveDiskAuditLog(
 )
 RETURNS BIGINT
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_id BIGINT;
 BEGIN
-    INSERT INTO audit_log (
+    INSERT INTO public.audit_log (
         log_time, log_type, log_type_name, severity, message,
         storage_pool_id, storage_pool_name, storage_domain_id, storage_domain_name, correlation_id
     )
     VALUES (
         now(), v_log_type, v_log_type_name, v_severity, v_message,
         v_storage_pool_id,
-        coalesce((SELECT p.name FROM storage_pool AS p WHERE p.id = v_storage_pool_id), ''),
+        coalesce((SELECT p.name FROM public.storage_pool AS p WHERE p.id = v_storage_pool_id), ''),
         v_storage_domain_id,
         coalesce((
-            SELECT s.storage_name FROM storage_domain_static AS s WHERE s.id = v_storage_domain_id
+            SELECT s.storage_name FROM public.storage_domain_static AS s WHERE s.id = v_storage_domain_id
         ), ''),
         v_correlation_id::TEXT
     )
@@ -43,10 +43,10 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetMoveDiskCommand(v_command_id UUID)
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    RETURN QUERY SELECT * FROM move_disk_commands AS c WHERE c.command_id = v_command_id;
+    RETURN QUERY SELECT * FROM public.move_disk_commands AS c WHERE c.command_id = v_command_id;
 END;
 $procedure$;
 
@@ -54,11 +54,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetUnfinishedMoveDiskCommands()
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM move_disk_commands AS c WHERE c.ended_at IS NULL ORDER BY c.created_at;
+    SELECT * FROM public.move_disk_commands AS c WHERE c.ended_at IS NULL ORDER BY c.created_at;
 END;
 $procedure$;
 
@@ -66,11 +66,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetMoveDiskCommandsByImageGroupId(v_image_group_id UUID)
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM move_disk_commands AS c
+    SELECT * FROM public.move_disk_commands AS c
     WHERE c.image_group_id = v_image_group_id
     ORDER BY c.created_at DESC;
 END;
@@ -88,13 +88,13 @@ CREATE OR REPLACE FUNCTION ClaimMoveDiskCommand(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands;
+    v_cmd public.move_disk_commands;
 BEGIN
     SELECT * INTO v_cmd
-    FROM move_disk_commands AS c
+    FROM public.move_disk_commands AS c
     WHERE
         c.command_id = v_command_id
         AND c.ended_at IS NULL
@@ -108,7 +108,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    UPDATE move_disk_commands AS c
+    UPDATE public.move_disk_commands AS c
     SET
         lease_owner = v_lease_owner,
         lease_expires = now() + make_interval(secs => v_lease_seconds),
@@ -116,7 +116,7 @@ BEGIN
         updated_at = now()
     WHERE c.command_id = v_command_id;
     IF v_cmd.lease_owner IS DISTINCT FROM v_lease_owner THEN
-        PERFORM InsertMoveDiskAuditLog(
+        PERFORM public.InsertMoveDiskAuditLog(
             20002, 'SYSTEM_MOVED_DISK_RECOVERED', 1,
             format('The move of disk %s (stage %s) was taken over by %s from %s.',
                 v_cmd.image_group_id, v_cmd.stage, v_lease_owner,
@@ -124,7 +124,7 @@ BEGIN
             v_cmd.storage_pool_id, v_cmd.dest_storage, v_command_id
         );
     END IF;
-    RETURN QUERY SELECT * FROM move_disk_commands AS c WHERE c.command_id = v_command_id;
+    RETURN QUERY SELECT * FROM public.move_disk_commands AS c WHERE c.command_id = v_command_id;
 END;
 $procedure$;
 
@@ -138,12 +138,12 @@ CREATE OR REPLACE FUNCTION LockMoveDiskCommand(
 )
 RETURNS MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands;
+    v_cmd public.move_disk_commands;
 BEGIN
-    SELECT * INTO v_cmd FROM move_disk_commands AS c WHERE c.command_id = v_command_id FOR UPDATE;
+    SELECT * INTO v_cmd FROM public.move_disk_commands AS c WHERE c.command_id = v_command_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no move has command id %', v_command_id USING ERRCODE = 'MD001';
     END IF;
@@ -152,7 +152,7 @@ BEGIN
             v_command_id, coalesce(v_cmd.lease_owner, 'nobody') USING ERRCODE = 'MD003';
     END IF;
     IF v_cmd.ended_at IS NULL THEN
-        UPDATE move_disk_commands AS c
+        UPDATE public.move_disk_commands AS c
         SET lease_expires = now() + make_interval(secs => v_lease_seconds), updated_at = now()
         WHERE c.command_id = v_command_id
         RETURNING * INTO v_cmd;
@@ -170,10 +170,10 @@ CREATE OR REPLACE FUNCTION RenewMoveDiskCommandLease(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    RETURN QUERY SELECT * FROM LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    RETURN QUERY SELECT * FROM public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
 END;
 $procedure$;
 
@@ -186,10 +186,10 @@ CREATE OR REPLACE FUNCTION ReleaseMoveDiskCommandLease(
 )
 RETURNS BOOLEAN
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE move_disk_commands AS c
+    UPDATE public.move_disk_commands AS c
     SET lease_expires = now(), last_error = coalesce(v_error, c.last_error), updated_at = now()
     WHERE c.command_id = v_command_id AND c.lease_owner = v_lease_owner AND c.ended_at IS NULL;
     RETURN FOUND;
@@ -201,13 +201,13 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetImageGroupPlacement(v_image_group_id UUID)
 RETURNS TABLE (image_guid UUID, parentid UUID, imagestatus INTEGER, storage_domain_id UUID)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT i.image_guid, i.parentid, i.imagestatus, m.storage_domain_id
-    FROM images AS i
-    LEFT JOIN image_storage_domain_map AS m ON m.image_id = i.image_guid
+    FROM public.images AS i
+    LEFT JOIN public.image_storage_domain_map AS m ON m.image_id = i.image_guid
     WHERE i.image_group_id = v_image_group_id
     ORDER BY i.image_guid;
 END;

@@ -29,7 +29,7 @@ CREATE OR REPLACE FUNCTION StartMoveDiskCommand(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_domains INTEGER;
@@ -41,8 +41,8 @@ DECLARE
 BEGIN
     SELECT count(DISTINCT m.storage_domain_id), (array_agg(m.storage_domain_id))[1]
     INTO v_domains, v_src
-    FROM images AS i
-    INNER JOIN image_storage_domain_map AS m ON m.image_id = i.image_guid
+    FROM public.images AS i
+    INNER JOIN public.image_storage_domain_map AS m ON m.image_id = i.image_guid
     WHERE i.image_group_id = v_image_group_id;
     IF v_domains = 0 THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
@@ -53,14 +53,14 @@ BEGIN
     END IF;
 
     SELECT c.temporary_disk_id INTO v_tmp
-    FROM CreateTemporaryDiskForMove(v_image_group_id, v_src, v_dest_storage, NULL, v_command_id) AS c
+    FROM public.CreateTemporaryDiskForMove(v_image_group_id, v_src, v_dest_storage, NULL, v_command_id) AS c
     LIMIT 1;
 
-    SELECT p.storage_pool_id INTO v_pool FROM storage_pool_iso_map AS p WHERE p.storage_id = v_src;
+    SELECT p.storage_pool_id INTO v_pool FROM public.storage_pool_iso_map AS p WHERE p.storage_id = v_src;
     SELECT coalesce(b.wipe_after_delete, FALSE), b.disk_alias INTO v_wipe, v_alias
-    FROM base_disks AS b WHERE b.disk_id = v_image_group_id;
+    FROM public.base_disks AS b WHERE b.disk_id = v_image_group_id;
 
-    INSERT INTO command_entities (
+    INSERT INTO public.command_entities (
         command_id, command_type, root_command_id, command_parameters, command_params_class,
         created_at, status, callback_enabled, executed, user_id
     )
@@ -74,7 +74,7 @@ BEGIN
         'org.ovirt.engine.core.common.action.MoveOrCopyImageGroupParameters',
         now(), 'ACTIVE', TRUE, TRUE, v_user_id
     );
-    INSERT INTO move_disk_commands (
+    INSERT INTO public.move_disk_commands (
         command_id, image_group_id, src_storage, dest_storage, storage_pool_id, temporary_disk_id,
         wipe_after_delete, stage, lease_owner, lease_expires
     )
@@ -82,13 +82,13 @@ BEGIN
         v_command_id, v_image_group_id, v_src, v_dest_storage, v_pool, v_tmp, v_wipe,
         'TEMPORARY_CREATED', v_lease_owner, now() + make_interval(secs => v_lease_seconds)
     );
-    PERFORM InsertMoveDiskAuditLog(
+    PERFORM public.InsertMoveDiskAuditLog(
         2008, 'USER_MOVED_DISK', 0,
         format('Moving disk %s to storage domain %s.', coalesce(v_alias, v_image_group_id::TEXT),
-            (SELECT s.storage_name FROM storage_domain_static AS s WHERE s.id = v_dest_storage)),
+            (SELECT s.storage_name FROM public.storage_domain_static AS s WHERE s.id = v_dest_storage)),
         v_pool, v_dest_storage, v_command_id
     );
-    RETURN QUERY SELECT * FROM move_disk_commands AS c WHERE c.command_id = v_command_id;
+    RETURN QUERY SELECT * FROM public.move_disk_commands AS c WHERE c.command_id = v_command_id;
 END;
 $procedure$;
 
@@ -103,10 +103,10 @@ CREATE OR REPLACE FUNCTION RecordMoveDiskCopyTask(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
 BEGIN
     IF v_cmd.stage = 'COPYING' AND v_cmd.copy_task_id = v_vdsm_task_id THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -116,12 +116,12 @@ BEGIN
         RAISE EXCEPTION 'the move % is at stage %; its copy cannot be recorded', v_command_id,
             v_cmd.stage USING ERRCODE = 'MD003';
     END IF;
-    PERFORM Insertasync_tasks(
+    PERFORM public.Insertasync_tasks(
         228, 0, 2, NULL, v_vdsm_task_id, gen_random_uuid(), NULL, v_command_id, v_command_id,
         now(), v_cmd.storage_pool_id, 1
     );
     RETURN QUERY
-    UPDATE move_disk_commands AS c
+    UPDATE public.move_disk_commands AS c
     SET stage = 'COPYING', copy_task_id = v_vdsm_task_id, updated_at = now()
     WHERE c.command_id = v_command_id
     RETURNING c.*;
@@ -139,10 +139,10 @@ CREATE OR REPLACE FUNCTION SwitchMoveDiskCommand(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
 BEGIN
     IF v_cmd.stage IN ('SWITCHED', 'DELETING_SOURCE', 'ENDED_SUCCESS', 'ENDED_WITH_LEFTOVER') THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -152,10 +152,10 @@ BEGIN
         RAISE EXCEPTION 'the move % ended (%); phase 3 cannot run', v_command_id, v_cmd.stage
             USING ERRCODE = 'MD003';
     END IF;
-    PERFORM UpdateImageGroupStorageDomain(v_cmd.image_group_id, v_cmd.src_storage, v_cmd.dest_storage);
-    DELETE FROM async_tasks AS t WHERE t.command_id = v_command_id;
+    PERFORM public.UpdateImageGroupStorageDomain(v_cmd.image_group_id, v_cmd.src_storage, v_cmd.dest_storage);
+    DELETE FROM public.async_tasks AS t WHERE t.command_id = v_command_id;
     RETURN QUERY
-    UPDATE move_disk_commands AS c
+    UPDATE public.move_disk_commands AS c
     SET stage = 'SWITCHED', updated_at = now()
     WHERE c.command_id = v_command_id
     RETURNING c.*;
@@ -172,10 +172,10 @@ CREATE OR REPLACE FUNCTION RecordMoveDiskDeleteTask(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
 BEGIN
     IF v_cmd.stage = 'DELETING_SOURCE' AND v_cmd.delete_task_id = v_vdsm_task_id THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -185,13 +185,13 @@ BEGIN
         RAISE EXCEPTION 'the move % is at stage %; a source deletion cannot be recorded',
             v_command_id, v_cmd.stage USING ERRCODE = 'MD003';
     END IF;
-    DELETE FROM async_tasks AS t WHERE t.command_id = v_command_id;
-    PERFORM Insertasync_tasks(
+    DELETE FROM public.async_tasks AS t WHERE t.command_id = v_command_id;
+    PERFORM public.Insertasync_tasks(
         228, 0, 2, NULL, v_vdsm_task_id, gen_random_uuid(), NULL, v_command_id, v_command_id,
         now(), v_cmd.storage_pool_id, 5
     );
     RETURN QUERY
-    UPDATE move_disk_commands AS c
+    UPDATE public.move_disk_commands AS c
     SET stage = 'DELETING_SOURCE', delete_task_id = v_vdsm_task_id, updated_at = now()
     WHERE c.command_id = v_command_id
     RETURNING c.*;
@@ -208,16 +208,16 @@ CREATE OR REPLACE FUNCTION EndMoveDiskCommand(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM async_tasks AS t WHERE t.command_id = v_command_id;
-    DELETE FROM business_entity_snapshot AS b WHERE b.command_id = v_command_id;
-    UPDATE command_entities AS e
+    DELETE FROM public.async_tasks AS t WHERE t.command_id = v_command_id;
+    DELETE FROM public.business_entity_snapshot AS b WHERE b.command_id = v_command_id;
+    UPDATE public.command_entities AS e
     SET status = v_status, return_value = v_error
     WHERE e.command_id = v_command_id;
     RETURN QUERY
-    UPDATE move_disk_commands AS c
+    UPDATE public.move_disk_commands AS c
     SET
         stage = v_stage, ended_at = now(), updated_at = now(), lease_owner = NULL,
         lease_expires = NULL, last_error = coalesce(v_error, c.last_error)
@@ -236,10 +236,10 @@ CREATE OR REPLACE FUNCTION EndMoveDiskCommandWithSuccess(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
 BEGIN
     IF v_cmd.stage = 'ENDED_SUCCESS' THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -249,14 +249,14 @@ BEGIN
         RAISE EXCEPTION 'the move % is at stage %; it cannot end with success', v_command_id,
             v_cmd.stage USING ERRCODE = 'MD003';
     END IF;
-    PERFORM RemoveTemporaryDisk(v_cmd.temporary_disk_id, TRUE);
-    PERFORM InsertMoveDiskAuditLog(
+    PERFORM public.RemoveTemporaryDisk(v_cmd.temporary_disk_id, TRUE);
+    PERFORM public.InsertMoveDiskAuditLog(
         2010, 'USER_MOVED_DISK_FINISHED_SUCCESS', 0,
         format('Disk %s was moved from storage domain %s to %s.', v_cmd.image_group_id,
             v_cmd.src_storage, v_cmd.dest_storage),
         v_cmd.storage_pool_id, v_cmd.dest_storage, v_command_id
     );
-    RETURN QUERY SELECT * FROM EndMoveDiskCommand(v_command_id, 'ENDED_SUCCESS', 'ENDED_SUCCESSFULLY', NULL);
+    RETURN QUERY SELECT * FROM public.EndMoveDiskCommand(v_command_id, 'ENDED_SUCCESS', 'ENDED_SUCCESSFULLY', NULL);
 END;
 $procedure$;
 
@@ -272,10 +272,10 @@ CREATE OR REPLACE FUNCTION EndMoveDiskCommandWithLeftover(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
 BEGIN
     IF v_cmd.stage = 'ENDED_WITH_LEFTOVER' THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -285,15 +285,15 @@ BEGIN
         RAISE EXCEPTION 'the move % is at stage %; it cannot end with a leftover', v_command_id,
             v_cmd.stage USING ERRCODE = 'MD003';
     END IF;
-    PERFORM MarkTemporaryDiskIllegal(v_cmd.temporary_disk_id);
-    PERFORM RecordImageGroupDeletionFailure(v_cmd.image_group_id, v_cmd.src_storage, v_error);
-    PERFORM InsertMoveDiskAuditLog(
+    PERFORM public.MarkTemporaryDiskIllegal(v_cmd.temporary_disk_id);
+    PERFORM public.RecordImageGroupDeletionFailure(v_cmd.image_group_id, v_cmd.src_storage, v_error);
+    PERFORM public.InsertMoveDiskAuditLog(
         2025, 'USER_MOVE_IMAGE_GROUP_FAILED_TO_DELETE_SRC_IMAGE', 1,
         format('Could not delete disk %s on its source storage domain %s: %s', v_cmd.image_group_id,
             v_cmd.src_storage, v_error),
         v_cmd.storage_pool_id, v_cmd.src_storage, v_command_id
     );
-    PERFORM InsertMoveDiskAuditLog(
+    PERFORM public.InsertMoveDiskAuditLog(
         2052, 'USER_MOVED_DISK_FINISHED_WITH_LEFTOVERS', 1,
         format('Disk %s was moved to storage domain %s; its leftover on %s is kept as temporary '
             'disk %s (ILLEGAL) until it can be deleted.', v_cmd.image_group_id, v_cmd.dest_storage,
@@ -301,7 +301,7 @@ BEGIN
         v_cmd.storage_pool_id, v_cmd.src_storage, v_command_id
     );
     RETURN QUERY
-    SELECT * FROM EndMoveDiskCommand(v_command_id, 'ENDED_WITH_LEFTOVER', 'ENDED_SUCCESSFULLY', v_error);
+    SELECT * FROM public.EndMoveDiskCommand(v_command_id, 'ENDED_WITH_LEFTOVER', 'ENDED_SUCCESSFULLY', v_error);
 END;
 $procedure$;
 
@@ -317,10 +317,10 @@ CREATE OR REPLACE FUNCTION EndMoveDiskCommandWithFailure(
 )
 RETURNS SETOF MOVE_DISK_COMMANDS
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd move_disk_commands := LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
 BEGIN
     IF v_cmd.stage = 'ENDED_FAILURE' THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -330,14 +330,14 @@ BEGIN
         RAISE EXCEPTION 'phase 3 of the move % committed (stage %): roll forward, it cannot end '
             'with failure', v_command_id, v_cmd.stage USING ERRCODE = 'MD003';
     END IF;
-    PERFORM MarkTemporaryDiskIllegal(v_cmd.temporary_disk_id, TRUE);
-    PERFORM InsertMoveDiskAuditLog(
+    PERFORM public.MarkTemporaryDiskIllegal(v_cmd.temporary_disk_id, TRUE);
+    PERFORM public.InsertMoveDiskAuditLog(
         2011, 'USER_MOVED_DISK_FINISHED_FAILURE', 2,
         format('Moving disk %s from storage domain %s to %s failed: %s', v_cmd.image_group_id,
             v_cmd.src_storage, v_cmd.dest_storage, coalesce(v_error, 'unknown error')),
         v_cmd.storage_pool_id, v_cmd.dest_storage, v_command_id
     );
     RETURN QUERY
-    SELECT * FROM EndMoveDiskCommand(v_command_id, 'ENDED_FAILURE', 'ENDED_WITH_FAILURE', v_error);
+    SELECT * FROM public.EndMoveDiskCommand(v_command_id, 'ENDED_FAILURE', 'ENDED_WITH_FAILURE', v_error);
 END;
 $procedure$;

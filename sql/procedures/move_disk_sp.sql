@@ -32,7 +32,7 @@ CREATE OR REPLACE FUNCTION CreateTemporaryDiskForMove(
 )
 RETURNS TABLE (temporary_disk_id UUID, original_image_id UUID, temporary_image_id UUID)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_new_disk_id UUID := coalesce(v_new_image_group_id, gen_random_uuid());
@@ -52,7 +52,7 @@ BEGIN
     INTO v_old_ids
     FROM (
         SELECT img.image_guid
-        FROM images AS img
+        FROM public.images AS img
         WHERE img.image_group_id = v_image_group_id
         ORDER BY img.image_guid
         FOR UPDATE
@@ -62,9 +62,9 @@ BEGIN
     END IF;
     -- Then the volumes of its temporary disks (earlier moves), whose status says "moving".
     PERFORM 1
-    FROM images AS tmp
+    FROM public.images AS tmp
     WHERE tmp.image_guid IN (
-        SELECT t.image_id FROM images_to_be_deleted AS t
+        SELECT t.image_id FROM public.images_to_be_deleted AS t
         WHERE t.src_image_group_id = v_image_group_id
     )
     ORDER BY tmp.image_guid
@@ -88,7 +88,7 @@ BEGIN
             USING ERRCODE = 'MD003';
     END IF;
     IF EXISTS (
-        SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = ANY(v_old_ids)
+        SELECT 1 FROM public.images_to_be_deleted AS t WHERE t.image_id = ANY(v_old_ids)
     ) THEN
         RAISE EXCEPTION 'disk % is a temporary (To_Be_Deleted) disk; it cannot be moved',
             v_image_group_id USING ERRCODE = 'MD003';
@@ -101,15 +101,15 @@ BEGIN
     SELECT
         count(*),
         count(*) FILTER (WHERE EXISTS (
-            SELECT 1 FROM image_storage_domain_map AS m
+            SELECT 1 FROM public.image_storage_domain_map AS m
             WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_src_storage
         )),
         count(*) FILTER (WHERE i.imagestatus = 2),
         count(*) FILTER (WHERE i.imagestatus IS DISTINCT FROM 1),
         sum(CASE WHEN i.volume_type = 1 THEN i.size ELSE coalesce(d.actual_size, i.size) END)
     INTO v_volumes, v_on_src, v_locked, v_not_ok, v_needed
-    FROM images AS i
-    LEFT JOIN disk_image_dynamic AS d ON d.image_id = i.image_guid
+    FROM public.images AS i
+    LEFT JOIN public.disk_image_dynamic AS d ON d.image_id = i.image_guid
     WHERE i.image_guid = ANY(v_old_ids);
 
     IF v_on_src < v_volumes THEN
@@ -126,15 +126,15 @@ BEGIN
     END IF;
     IF EXISTS (
         SELECT 1
-        FROM images_to_be_deleted AS t
-        INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+        FROM public.images_to_be_deleted AS t
+        INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
         WHERE t.src_image_group_id = v_image_group_id AND tmp.imagestatus = 2
     ) THEN
         RAISE EXCEPTION 'disk % is already moving', v_image_group_id USING ERRCODE = 'MD003';
     END IF;
     IF EXISTS (
         SELECT 1
-        FROM images_to_be_deleted AS t
+        FROM public.images_to_be_deleted AS t
         WHERE t.src_image_group_id = v_image_group_id AND t.src_storage = v_dest_storage
     ) THEN
         RAISE EXCEPTION 'a leftover of disk % is still on storage domain %; remove it first',
@@ -142,7 +142,7 @@ BEGIN
     END IF;
     IF EXISTS (
         SELECT 1
-        FROM image_groups_to_be_deleted AS g
+        FROM public.image_groups_to_be_deleted AS g
         WHERE g.image_group_id = v_image_group_id AND g.storage_domain_id = v_dest_storage
     ) THEN
         RAISE EXCEPTION 'a copy of disk % left by a failed move is still to be deleted on storage '
@@ -150,17 +150,17 @@ BEGIN
     END IF;
 
     SELECT p.storage_pool_id INTO v_pool_id
-    FROM storage_pool_iso_map AS p
+    FROM public.storage_pool_iso_map AS p
     WHERE p.storage_id = v_src_storage;
     IF v_pool_id IS NULL THEN
         RAISE EXCEPTION 'source storage domain % is not attached to a storage pool', v_src_storage
             USING ERRCODE = 'MD002';
     END IF;
     SELECT p.status INTO v_dest_status
-    FROM storage_pool_iso_map AS p
+    FROM public.storage_pool_iso_map AS p
     WHERE p.storage_id = v_dest_storage AND p.storage_pool_id = v_pool_id;
     IF NOT FOUND THEN
-        IF EXISTS (SELECT 1 FROM storage_domain_static AS s WHERE s.id = v_dest_storage) THEN
+        IF EXISTS (SELECT 1 FROM public.storage_domain_static AS s WHERE s.id = v_dest_storage) THEN
             RAISE EXCEPTION 'storage domain % is not in storage pool % of the disk',
                 v_dest_storage, v_pool_id USING ERRCODE = 'MD002';
         END IF;
@@ -171,7 +171,7 @@ BEGIN
             coalesce(v_dest_status::TEXT, 'unknown') USING ERRCODE = 'MD002';
     END IF;
     SELECT dyn.available_disk_size::BIGINT * 1073741824 INTO v_available
-    FROM storage_domain_dynamic AS dyn
+    FROM public.storage_domain_dynamic AS dyn
     WHERE dyn.id = v_dest_storage;
     IF coalesce(v_available, 0) < v_needed THEN
         RAISE EXCEPTION 'storage domain % has % bytes free, disk % needs %', v_dest_storage,
@@ -181,15 +181,15 @@ BEGIN
     -- Phase 1 proper.
     SELECT array_agg(gen_random_uuid()) INTO v_new_ids FROM unnest(v_old_ids);
 
-    UPDATE images AS i
+    UPDATE public.images AS i
     SET imagestatus = 2, _update_date = now()
     WHERE i.image_guid = ANY(v_old_ids);
 
-    INSERT INTO base_disks
+    INSERT INTO public.base_disks
     SELECT r.*
-    FROM base_disks AS b
+    FROM public.base_disks AS b
     CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::base_disks,
+        NULL::public.base_disks,
         to_jsonb(b) || jsonb_build_object(
             'disk_id', v_new_disk_id,
             'disk_alias', left(coalesce(b.disk_alias, ''), 241) || '_To_Be_Deleted'
@@ -197,13 +197,13 @@ BEGIN
     ) AS r
     WHERE b.disk_id = v_image_group_id;
 
-    INSERT INTO images
+    INSERT INTO public.images
     SELECT r.*
-    FROM images AS i
+    FROM public.images AS i
     INNER JOIN unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id) ON mp.old_id = i.image_guid
     LEFT JOIN unnest(v_old_ids, v_new_ids) AS pm (old_id, new_id) ON pm.old_id = i.parentid
     CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::images,
+        NULL::public.images,
         to_jsonb(i) || jsonb_build_object(
             'image_guid', mp.new_id,
             'image_group_id', v_new_disk_id,
@@ -215,33 +215,33 @@ BEGIN
         )
     ) AS r;
 
-    INSERT INTO disk_image_dynamic
+    INSERT INTO public.disk_image_dynamic
     SELECT r.*
-    FROM disk_image_dynamic AS d
+    FROM public.disk_image_dynamic AS d
     INNER JOIN unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id) ON mp.old_id = d.image_id
     CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::disk_image_dynamic,
+        NULL::public.disk_image_dynamic,
         to_jsonb(d) || jsonb_build_object('image_id', mp.new_id)
     ) AS r;
 
-    INSERT INTO image_storage_domain_map
+    INSERT INTO public.image_storage_domain_map
     SELECT r.*
-    FROM image_storage_domain_map AS m
+    FROM public.image_storage_domain_map AS m
     INNER JOIN unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id) ON mp.old_id = m.image_id
     CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::image_storage_domain_map,
+        NULL::public.image_storage_domain_map,
         to_jsonb(m) || jsonb_build_object('image_id', mp.new_id)
     ) AS r
     WHERE m.storage_domain_id = v_src_storage;
 
-    INSERT INTO images_to_be_deleted (
+    INSERT INTO public.images_to_be_deleted (
         image_id, src_image_id, src_image_group_id, src_storage, dest_storage
     )
     SELECT mp.new_id, mp.old_id, v_image_group_id, v_src_storage, v_dest_storage
     FROM unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id);
 
     IF v_command_id IS NOT NULL THEN
-        INSERT INTO business_entity_snapshot (
+        INSERT INTO public.business_entity_snapshot (
             id, command_id, command_type, entity_id, entity_type, entity_snapshot,
             snapshot_class, snapshot_type, insertion_order
         )
@@ -280,7 +280,7 @@ CREATE OR REPLACE FUNCTION UpdateImageGroupStorageDomain(
 )
 RETURNS INTEGER
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_volumes INTEGER;
@@ -293,7 +293,7 @@ DECLARE
 BEGIN
     -- Lock order: the disk's volumes, then its temporary disks' volumes.
     PERFORM 1
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_image_group_id
     ORDER BY i.image_guid
     FOR UPDATE;
@@ -301,9 +301,9 @@ BEGIN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
     PERFORM 1
-    FROM images AS tmp
+    FROM public.images AS tmp
     WHERE tmp.image_guid IN (
-        SELECT t.image_id FROM images_to_be_deleted AS t
+        SELECT t.image_id FROM public.images_to_be_deleted AS t
         WHERE t.src_image_group_id = v_image_group_id
     )
     ORDER BY tmp.image_guid
@@ -313,8 +313,8 @@ BEGIN
         count(*) FILTER (WHERE tmp.imagestatus = 2),
         count(*) FILTER (WHERE tmp.imagestatus IS DISTINCT FROM 2)
     INTO v_tmp_locked, v_tmp_other
-    FROM images_to_be_deleted AS t
-    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    FROM public.images_to_be_deleted AS t
+    INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
     WHERE t.src_image_group_id = v_image_group_id
       AND t.src_storage = v_src_storage
       AND t.dest_storage = v_dest_storage;
@@ -322,16 +322,16 @@ BEGIN
     SELECT
         count(*),
         count(*) FILTER (WHERE EXISTS (
-            SELECT 1 FROM image_storage_domain_map AS m
+            SELECT 1 FROM public.image_storage_domain_map AS m
             WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_src_storage
         )),
         count(*) FILTER (WHERE EXISTS (
-            SELECT 1 FROM image_storage_domain_map AS m
+            SELECT 1 FROM public.image_storage_domain_map AS m
             WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_dest_storage
         )),
         count(*) FILTER (WHERE i.imagestatus = 2)
     INTO v_volumes, v_on_src, v_on_dest, v_locked
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_image_group_id;
 
     IF v_on_dest = v_volumes AND v_on_src = 0 AND v_locked = 0
@@ -362,15 +362,15 @@ BEGIN
             v_image_group_id, v_locked, v_volumes USING ERRCODE = 'MD003';
     END IF;
 
-    UPDATE image_storage_domain_map AS m
+    UPDATE public.image_storage_domain_map AS m
     SET storage_domain_id = v_dest_storage
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_guid = m.image_id
       AND i.image_group_id = v_image_group_id
       AND m.storage_domain_id = v_src_storage;
     GET DIAGNOSTICS v_moved = ROW_COUNT;
 
-    UPDATE images AS i
+    UPDATE public.images AS i
     SET imagestatus = 1, _update_date = now()
     WHERE i.image_group_id = v_image_group_id AND i.imagestatus = 2;
 
@@ -391,7 +391,7 @@ CREATE OR REPLACE FUNCTION MarkTemporaryDiskIllegal(
 )
 RETURNS INTEGER
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_src_group UUID;
@@ -404,13 +404,13 @@ DECLARE
     v_on_dest INTEGER;
     v_marked INTEGER;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_group_id = v_image_group_id) THEN
+    IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_group_id = v_image_group_id) THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
     SELECT t.src_image_group_id, t.src_storage, t.dest_storage
     INTO v_src_group, v_src, v_dest
-    FROM images AS tmp
-    INNER JOIN images_to_be_deleted AS t ON t.image_id = tmp.image_guid
+    FROM public.images AS tmp
+    INNER JOIN public.images_to_be_deleted AS t ON t.image_id = tmp.image_guid
     WHERE tmp.image_group_id = v_image_group_id
     ORDER BY t.image_id
     LIMIT 1;
@@ -421,7 +421,7 @@ BEGIN
 
     -- Lock order: the original's volumes, then the temporary disk's; then decide.
     PERFORM 1
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_src_group
     ORDER BY i.image_guid
     FOR UPDATE;
@@ -429,7 +429,7 @@ BEGIN
     INTO v_tmp_ids, v_tmp_locked
     FROM (
         SELECT tmp.image_guid, tmp.imagestatus
-        FROM images AS tmp
+        FROM public.images AS tmp
         WHERE tmp.image_group_id = v_image_group_id
         ORDER BY tmp.image_guid
         FOR UPDATE
@@ -441,15 +441,15 @@ BEGIN
     SELECT
         count(*),
         count(*) FILTER (WHERE EXISTS (
-            SELECT 1 FROM image_storage_domain_map AS m
+            SELECT 1 FROM public.image_storage_domain_map AS m
             WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_src
         )),
         count(*) FILTER (WHERE EXISTS (
-            SELECT 1 FROM image_storage_domain_map AS m
+            SELECT 1 FROM public.image_storage_domain_map AS m
             WHERE m.image_id = i.image_guid AND m.storage_domain_id = v_dest
         ))
     INTO v_volumes, v_on_src, v_on_dest
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_src_group;
 
     IF coalesce(v_unlock_original, FALSE) THEN
@@ -477,29 +477,29 @@ BEGIN
                 v_on_dest, v_dest USING ERRCODE = 'MD003';
         END IF;
 
-        UPDATE images AS i
+        UPDATE public.images AS i
         SET imagestatus = 4, _update_date = now()
         WHERE i.image_guid = ANY(v_tmp_ids);
         GET DIAGNOSTICS v_marked = ROW_COUNT;
 
-        UPDATE images AS i
+        UPDATE public.images AS i
         SET imagestatus = 1, _update_date = now()
         WHERE i.image_group_id = v_src_group
           AND i.imagestatus = 2
           AND i.image_guid IN (
-              SELECT t.src_image_id FROM images_to_be_deleted AS t
+              SELECT t.src_image_id FROM public.images_to_be_deleted AS t
               WHERE t.image_id = ANY(v_tmp_ids)
           );
 
-        INSERT INTO image_groups_to_be_deleted (
+        INSERT INTO public.image_groups_to_be_deleted (
             image_group_id, storage_domain_id, storage_pool_id, reason, temporary_disk_id,
             wipe_after_delete
         )
         SELECT
             v_src_group, v_dest,
-            (SELECT p.storage_pool_id FROM storage_pool_iso_map AS p WHERE p.storage_id = v_dest),
+            (SELECT p.storage_pool_id FROM public.storage_pool_iso_map AS p WHERE p.storage_id = v_dest),
             'MOVE_FAILED', v_image_group_id,
-            coalesce((SELECT b.wipe_after_delete FROM base_disks AS b
+            coalesce((SELECT b.wipe_after_delete FROM public.base_disks AS b
                       WHERE b.disk_id = v_image_group_id), FALSE)
         ON CONFLICT ON CONSTRAINT pk_image_groups_to_be_deleted DO NOTHING;
         RETURN v_marked;
@@ -518,20 +518,20 @@ BEGIN
         RETURN 0;  -- already marked
     END IF;
 
-    UPDATE images AS i
+    UPDATE public.images AS i
     SET imagestatus = 4, _update_date = now()
     WHERE i.image_guid = ANY(v_tmp_ids);
     GET DIAGNOSTICS v_marked = ROW_COUNT;
 
-    INSERT INTO image_groups_to_be_deleted (
+    INSERT INTO public.image_groups_to_be_deleted (
         image_group_id, storage_domain_id, storage_pool_id, reason, temporary_disk_id,
         wipe_after_delete
     )
     SELECT
         v_src_group, v_src,
-        (SELECT p.storage_pool_id FROM storage_pool_iso_map AS p WHERE p.storage_id = v_src),
+        (SELECT p.storage_pool_id FROM public.storage_pool_iso_map AS p WHERE p.storage_id = v_src),
         'SOURCE_AFTER_MOVE', v_image_group_id,
-        coalesce((SELECT b.wipe_after_delete FROM base_disks AS b
+        coalesce((SELECT b.wipe_after_delete FROM public.base_disks AS b
                   WHERE b.disk_id = v_image_group_id), FALSE)
     ON CONFLICT ON CONSTRAINT pk_image_groups_to_be_deleted DO NOTHING;
     RETURN v_marked;
@@ -551,7 +551,7 @@ CREATE OR REPLACE FUNCTION RemoveTemporaryDisk(
 )
 RETURNS INTEGER
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_src_group UUID;
@@ -561,13 +561,13 @@ DECLARE
     v_live_original BOOLEAN;
     v_removed INTEGER;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_group_id = v_image_group_id) THEN
+    IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_group_id = v_image_group_id) THEN
         RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
     END IF;
     SELECT t.src_image_group_id, t.src_storage
     INTO v_src_group, v_src
-    FROM images AS tmp
-    INNER JOIN images_to_be_deleted AS t ON t.image_id = tmp.image_guid
+    FROM public.images AS tmp
+    INNER JOIN public.images_to_be_deleted AS t ON t.image_id = tmp.image_guid
     WHERE tmp.image_group_id = v_image_group_id
     ORDER BY t.image_id
     LIMIT 1;
@@ -578,7 +578,7 @@ BEGIN
 
     -- Lock order: the original's volumes, then the temporary disk's; then decide.
     PERFORM 1
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.image_group_id = v_src_group
     ORDER BY i.image_guid
     FOR UPDATE;
@@ -586,7 +586,7 @@ BEGIN
     INTO v_tmp_ids, v_tmp_locked
     FROM (
         SELECT tmp.image_guid, tmp.imagestatus
-        FROM images AS tmp
+        FROM public.images AS tmp
         WHERE tmp.image_group_id = v_image_group_id
         ORDER BY tmp.image_guid
         FOR UPDATE
@@ -595,7 +595,7 @@ BEGIN
         RAISE EXCEPTION 'no disk has id % (the temporary disk was removed)', v_image_group_id
             USING ERRCODE = 'MD001';
     END IF;
-    v_live_original := IsImageGroupOnStorageDomain(v_src_group, v_src);
+    v_live_original := public.IsImageGroupOnStorageDomain(v_src_group, v_src);
 
     IF v_live_original AND v_tmp_locked > 0 THEN
         RAISE EXCEPTION 'temporary disk % belongs to a move still in flight; mark it ILLEGAL '
@@ -606,14 +606,14 @@ BEGIN
             'first (removal plan STORAGE_AND_DB)', v_image_group_id USING ERRCODE = 'MD003';
     END IF;
 
-    DELETE FROM images_to_be_deleted AS t WHERE t.image_id = ANY(v_tmp_ids);
-    DELETE FROM image_storage_domain_map AS m WHERE m.image_id = ANY(v_tmp_ids);
-    DELETE FROM disk_image_dynamic AS d WHERE d.image_id = ANY(v_tmp_ids);
-    DELETE FROM images AS i WHERE i.image_guid = ANY(v_tmp_ids);
+    DELETE FROM public.images_to_be_deleted AS t WHERE t.image_id = ANY(v_tmp_ids);
+    DELETE FROM public.image_storage_domain_map AS m WHERE m.image_id = ANY(v_tmp_ids);
+    DELETE FROM public.disk_image_dynamic AS d WHERE d.image_id = ANY(v_tmp_ids);
+    DELETE FROM public.images AS i WHERE i.image_guid = ANY(v_tmp_ids);
     GET DIAGNOSTICS v_removed = ROW_COUNT;
-    DELETE FROM base_disks AS b WHERE b.disk_id = v_image_group_id;
+    DELETE FROM public.base_disks AS b WHERE b.disk_id = v_image_group_id;
     IF NOT v_live_original THEN
-        DELETE FROM image_groups_to_be_deleted AS g
+        DELETE FROM public.image_groups_to_be_deleted AS g
         WHERE g.image_group_id = v_src_group AND g.storage_domain_id = v_src;
     END IF;
     RETURN v_removed;
@@ -636,7 +636,7 @@ RETURNS TABLE (
     created TIMESTAMPTZ
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -646,12 +646,12 @@ BEGIN
         t.src_storage,
         t.dest_storage,
         max(tmp.imagestatus),
-        (SELECT max(o.imagestatus) FROM images AS o WHERE o.image_group_id = t.src_image_group_id),
-        IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage),
+        (SELECT max(o.imagestatus) FROM public.images AS o WHERE o.image_group_id = t.src_image_group_id),
+        public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage),
         count(*),
         min(t._create_date)
-    FROM images_to_be_deleted AS t
-    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    FROM public.images_to_be_deleted AS t
+    INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
     GROUP BY tmp.image_group_id, t.src_image_group_id, t.src_storage, t.dest_storage
     ORDER BY min(t._create_date);
 END;

@@ -14,10 +14,10 @@ CREATE OR REPLACE FUNCTION InsertQuota(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO quota (
+    INSERT INTO public.quota (
         id,
         storage_pool_id,
         quota_name,
@@ -54,10 +54,10 @@ CREATE OR REPLACE FUNCTION InsertQuotaLimitation(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO quota_limitation (
+    INSERT INTO public.quota_limitation (
         id,
         quota_id,
         storage_id,
@@ -84,10 +84,10 @@ CREATE OR REPLACE FUNCTION DeleteQuotaByQuotaGuid(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM quota
+    DELETE FROM public.quota
     WHERE id = v_id;
 END;
 $procedure$;
@@ -98,10 +98,10 @@ CREATE OR REPLACE FUNCTION DeleteQuotaLimitationByQuotaGuid(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM quota_limitation
+    DELETE FROM public.quota_limitation
     WHERE quota_id = v_id;
 END;
 $procedure$;

@@ -16,10 +16,10 @@ CREATE OR REPLACE FUNCTION Insertstorage_pool(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO storage_pool (
+    INSERT INTO public.storage_pool (
         description,
         free_text_comment,
         id,
@@ -55,10 +55,10 @@ CREATE OR REPLACE FUNCTION Updatestorage_pool_status(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE storage_pool
+    UPDATE public.storage_pool
     SET
         status = v_status,
         _update_date = LOCALTIMESTAMP
@@ -72,10 +72,10 @@ CREATE OR REPLACE FUNCTION Deletestorage_pool(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM storage_pool
+    DELETE FROM public.storage_pool
     WHERE id = v_id;
 END;
 $procedure$;
@@ -87,11 +87,11 @@ CREATE OR REPLACE FUNCTION GetAllFromstorage_pool(
 )
 RETURNS SETOF STORAGE_POOL
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_pool
+    SELECT * FROM public.storage_pool
     WHERE v_is_filtered IS NOT TRUE;
 END;
 $procedure$;
@@ -104,11 +104,11 @@ CREATE OR REPLACE FUNCTION Getstorage_poolByid(
 )
 RETURNS SETOF STORAGE_POOL
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_pool
+    SELECT * FROM public.storage_pool
     WHERE id = v_id
         AND v_is_filtered IS NOT TRUE;
 END;
@@ -120,13 +120,13 @@ CREATE OR REPLACE FUNCTION Getstorage_poolsByStorageDomainId(
 )
 RETURNS SETOF STORAGE_POOL
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT sp.*
-    FROM storage_pool AS sp
-    INNER JOIN storage_pool_iso_map AS spim ON sp.id = spim.storage_pool_id
+    FROM public.storage_pool AS sp
+    INNER JOIN public.storage_pool_iso_map AS spim ON sp.id = spim.storage_pool_id
     WHERE spim.storage_id = v_storage_domain_id;
 END;
 $procedure$;
@@ -139,10 +139,10 @@ CREATE OR REPLACE FUNCTION Insertstorage_pool_iso_map(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO storage_pool_iso_map (
+    INSERT INTO public.storage_pool_iso_map (
         storage_id,
         storage_pool_id,
         status
@@ -163,10 +163,10 @@ CREATE OR REPLACE FUNCTION Updatestorage_pool_iso_map_status(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE storage_pool_iso_map
+    UPDATE public.storage_pool_iso_map
     SET
         status = v_status
     WHERE storage_id = v_storage_id
@@ -181,10 +181,10 @@ CREATE OR REPLACE FUNCTION Deletestorage_pool_iso_map(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM storage_pool_iso_map
+    DELETE FROM public.storage_pool_iso_map
     WHERE storage_id = v_storage_id
         AND storage_pool_id = v_storage_pool_id;
 END;
@@ -197,11 +197,11 @@ CREATE OR REPLACE FUNCTION Getstorage_pool_iso_mapBystorage_idAndBystorage_pool_
 )
 RETURNS SETOF STORAGE_POOL_ISO_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_pool_iso_map
+    SELECT * FROM public.storage_pool_iso_map
     WHERE storage_id = v_storage_id
         AND storage_pool_id = v_storage_pool_id;
 END;
@@ -213,11 +213,11 @@ CREATE OR REPLACE FUNCTION Getstorage_pool_iso_mapsBystorage_id(
 )
 RETURNS SETOF STORAGE_POOL_ISO_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_pool_iso_map
+    SELECT * FROM public.storage_pool_iso_map
     WHERE storage_id = v_storage_id;
 END;
 $procedure$;
@@ -226,10 +226,10 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromstorage_pool_iso_map()
 RETURNS SETOF STORAGE_POOL_ISO_MAP
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_pool_iso_map;
+    SELECT * FROM public.storage_pool_iso_map;
 END;
 $procedure$;

@@ -23,10 +23,10 @@ CREATE OR REPLACE FUNCTION Insertstorage_domain_static(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO storage_domain_static (
+    INSERT INTO public.storage_domain_static (
         id,
         storage,
         storage_name,
@@ -78,7 +78,7 @@ CREATE OR REPLACE FUNCTION Updatestorage_domain_static(
     v_storage_comment TEXT,
     v_storage_type INTEGER,
     v_storage_domain_type INTEGER,
-    v_storage_domain_format_type VARCHAR(50),
+    v_storage_domain_format_type INTEGER,
     v_last_time_used_as_master BIGINT,
     v_wipe_after_delete BOOLEAN,
     v_discard_after_delete BOOLEAN,
@@ -92,10 +92,10 @@ CREATE OR REPLACE FUNCTION Updatestorage_domain_static(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE storage_domain_static
+    UPDATE public.storage_domain_static
     SET
         storage = v_storage,
         storage_name = v_storage_name,
@@ -103,7 +103,7 @@ BEGIN
         storage_comment = v_storage_comment,
         storage_type = v_storage_type,
         storage_domain_type = v_storage_domain_type,
-        storage_domain_format_type = v_storage_domain_format_type,
+        storage_domain_format_type = v_storage_domain_format_type::VARCHAR,
         last_time_used_as_master = v_last_time_used_as_master,
         wipe_after_delete = v_wipe_after_delete,
         discard_after_delete = v_discard_after_delete,
@@ -125,10 +125,10 @@ CREATE OR REPLACE FUNCTION Deletestorage_domain_static(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM storage_domain_static
+    DELETE FROM public.storage_domain_static
     WHERE id = v_id;
 END;
 $procedure$;
@@ -137,11 +137,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromstorage_domain_static()
 RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domain_static;
+    SELECT * FROM public.storage_domain_static;
 END;
 $procedure$;
 
@@ -151,11 +151,11 @@ CREATE OR REPLACE FUNCTION Getstorage_domain_staticByid(
 )
 RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domain_static
+    SELECT * FROM public.storage_domain_static
     WHERE id = v_id;
 END;
 $procedure$;
@@ -166,11 +166,11 @@ CREATE OR REPLACE FUNCTION Getstorage_domain_staticByName(
 )
 RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domain_static
+    SELECT * FROM public.storage_domain_static
     WHERE storage_name = v_name;
 END;
 $procedure$;
@@ -181,13 +181,13 @@ CREATE OR REPLACE FUNCTION Getstorage_domain_staticBystorage_pool_id(
 )
 RETURNS SETOF STORAGE_DOMAIN_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT sds.*
-    FROM storage_domain_static AS sds
-    INNER JOIN storage_pool_iso_map AS spim ON sds.id = spim.storage_id
+    FROM public.storage_domain_static AS sds
+    INNER JOIN public.storage_pool_iso_map AS spim ON sds.id = spim.storage_id
     WHERE spim.storage_pool_id = v_storage_pool_id;
 END;
 $procedure$;
@@ -200,10 +200,10 @@ CREATE OR REPLACE FUNCTION Insertstorage_domain_dynamic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO storage_domain_dynamic (
+    INSERT INTO public.storage_domain_dynamic (
         available_disk_size,
         id,
         used_disk_size
@@ -224,10 +224,10 @@ CREATE OR REPLACE FUNCTION Updatestorage_domain_dynamic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE storage_domain_dynamic
+    UPDATE public.storage_domain_dynamic
     SET
         available_disk_size = v_available_disk_size,
         used_disk_size = v_used_disk_size,
@@ -242,10 +242,10 @@ CREATE OR REPLACE FUNCTION Deletestorage_domain_dynamic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM storage_domain_dynamic
+    DELETE FROM public.storage_domain_dynamic
     WHERE id = v_id;
 END;
 $procedure$;
@@ -256,11 +256,11 @@ CREATE OR REPLACE FUNCTION Getstorage_domain_dynamicByid(
 )
 RETURNS SETOF STORAGE_DOMAIN_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domain_dynamic
+    SELECT * FROM public.storage_domain_dynamic
     WHERE id = v_id;
 END;
 $procedure$;
@@ -269,11 +269,11 @@ $procedure$;
 CREATE OR REPLACE FUNCTION GetAllFromstorage_domain_dynamic()
 RETURNS SETOF STORAGE_DOMAIN_DYNAMIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domain_dynamic;
+    SELECT * FROM public.storage_domain_dynamic;
 END;
 $procedure$;
 
@@ -284,11 +284,11 @@ CREATE OR REPLACE FUNCTION GetAllFromstorage_domains(
 )
 RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domains
+    SELECT * FROM public.storage_domains
     WHERE v_is_filtered IS NOT TRUE;
 END;
 $procedure$;
@@ -300,11 +300,11 @@ CREATE OR REPLACE FUNCTION Getstorage_domains_By_id_and_by_storage_pool_id(
 )
 RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domains
+    SELECT * FROM public.storage_domains
     WHERE id = v_id
         AND storage_pool_id = v_storage_pool_id;
 END;
@@ -318,11 +318,11 @@ CREATE OR REPLACE FUNCTION Getstorage_domains_By_storagePoolId(
 )
 RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domains
+    SELECT * FROM public.storage_domains
     WHERE storage_pool_id = v_storage_pool_id
         AND v_is_filtered IS NOT TRUE;
 END;
@@ -337,11 +337,11 @@ CREATE OR REPLACE FUNCTION Getstorage_domain_by_type_storagePoolId_and_status(
 )
 RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM storage_domains
+    SELECT * FROM public.storage_domains
     WHERE storage_pool_id = v_storage_pool_id
         AND storage_domain_type = v_storage_domain_type
         AND (v_status IS NULL OR status = v_status);
@@ -354,13 +354,13 @@ CREATE OR REPLACE FUNCTION Getstorage_domains_List_By_ImageId(
 )
 RETURNS SETOF STORAGE_DOMAINS
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT sd.*
-    FROM storage_domains AS sd
-    INNER JOIN image_storage_domain_map AS isdm ON sd.id = isdm.storage_domain_id
+    FROM public.storage_domains AS sd
+    INNER JOIN public.image_storage_domain_map AS isdm ON sd.id = isdm.storage_domain_id
     WHERE isdm.image_id = v_image_id;
 END;
 $procedure$;

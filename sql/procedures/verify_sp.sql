@@ -17,7 +17,7 @@
 CREATE OR REPLACE FUNCTION VerifyTemporaryImagesWithoutRow()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -29,28 +29,28 @@ BEGIN
         ARRAY[i.image_group_id],
         format('volume %s of temporary disk %s (%s) has no images_to_be_deleted row',
                i.image_guid, i.image_group_id, b.disk_alias)
-    FROM base_disks AS b
-    INNER JOIN images AS i ON i.image_group_id = b.disk_id
-    WHERE NOT EXISTS (SELECT 1 FROM images_to_be_deleted AS t WHERE t.image_id = i.image_guid)
+    FROM public.base_disks AS b
+    INNER JOIN public.images AS i ON i.image_group_id = b.disk_id
+    WHERE NOT EXISTS (SELECT 1 FROM public.images_to_be_deleted AS t WHERE t.image_id = i.image_guid)
       AND (
           EXISTS (
               SELECT 1
-              FROM images AS sib
-              INNER JOIN images_to_be_deleted AS t ON t.image_id = sib.image_guid
+              FROM public.images AS sib
+              INNER JOIN public.images_to_be_deleted AS t ON t.image_id = sib.image_guid
               WHERE sib.image_group_id = b.disk_id
           )
           OR (
               b.disk_alias LIKE '%\_To\_Be\_Deleted'
-              AND NOT EXISTS (SELECT 1 FROM vm_device AS vd WHERE vd.device_id = b.disk_id)
+              AND NOT EXISTS (SELECT 1 FROM public.vm_device AS vd WHERE vd.device_id = b.disk_id)
               AND NOT EXISTS (
                   SELECT 1
-                  FROM images AS sib
-                  INNER JOIN images_to_be_deleted AS t ON t.image_id = sib.image_guid
+                  FROM public.images AS sib
+                  INNER JOIN public.images_to_be_deleted AS t ON t.image_id = sib.image_guid
                   WHERE sib.image_group_id = b.disk_id
               )
               AND EXISTS (
                   SELECT 1
-                  FROM base_disks AS o
+                  FROM public.base_disks AS o
                   WHERE o.disk_alias = left(b.disk_alias, length(b.disk_alias) - 14)
                     AND o.disk_id <> b.disk_id
               )
@@ -64,7 +64,7 @@ GRANT EXECUTE ON FUNCTION VerifyTemporaryImagesWithoutRow() TO movedisk_dba;
 CREATE OR REPLACE FUNCTION VerifyRowsWithoutImage()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -76,8 +76,8 @@ BEGIN
         ARRAY[t.src_image_id, t.src_image_group_id, t.src_storage],
         format('images_to_be_deleted row %s (source image %s on domain %s) has no temporary image',
                t.image_id, t.src_image_id, t.src_storage)
-    FROM images_to_be_deleted AS t
-    WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.image_id);
+    FROM public.images_to_be_deleted AS t
+    WHERE NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_guid = t.image_id);
 END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyRowsWithoutImage() TO movedisk_dba;
@@ -89,7 +89,7 @@ GRANT EXECUTE ON FUNCTION VerifyRowsWithoutImage() TO movedisk_dba;
 CREATE OR REPLACE FUNCTION VerifyRowsWithoutSourceImage()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -102,9 +102,9 @@ BEGIN
         format('temporary image %s stands for source image %s, which no longer exists; its '
                'leftover on domain %s is still to be deleted', t.image_id, t.src_image_id,
                t.src_storage)
-    FROM images_to_be_deleted AS t
-    WHERE NOT EXISTS (SELECT 1 FROM images AS i WHERE i.image_guid = t.src_image_id)
-      AND NOT IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage);
+    FROM public.images_to_be_deleted AS t
+    WHERE NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_guid = t.src_image_id)
+      AND NOT public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage);
 END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyRowsWithoutSourceImage() TO movedisk_dba;
@@ -114,7 +114,7 @@ GRANT EXECUTE ON FUNCTION VerifyRowsWithoutSourceImage() TO movedisk_dba;
 CREATE OR REPLACE FUNCTION VerifyOldLeftovers(v_leftover_age INTERVAL DEFAULT INTERVAL '1 day')
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -127,8 +127,8 @@ BEGIN
         format('temporary disk %s (source disk %s, domain %s -> %s) is %s old',
                tmp.image_group_id, min(t.src_image_group_id::TEXT), min(t.src_storage::TEXT),
                min(t.dest_storage::TEXT), date_trunc('second', now() - min(t._create_date)))
-    FROM images_to_be_deleted AS t
-    INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+    FROM public.images_to_be_deleted AS t
+    INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
     WHERE t._create_date < now() - coalesce(v_leftover_age, INTERVAL '1 day')
     GROUP BY tmp.image_group_id;
 END;
@@ -142,7 +142,7 @@ GRANT EXECUTE ON FUNCTION VerifyOldLeftovers(INTERVAL) TO movedisk_dba;
 CREATE OR REPLACE FUNCTION VerifyLockedImagesWithoutCommand()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -154,12 +154,12 @@ BEGIN
         array_agg(i.image_guid ORDER BY i.image_guid),
         format('disk %s has %s LOCKED volume(s) that no unfinished command holds',
                i.image_group_id, count(*))
-    FROM images AS i
+    FROM public.images AS i
     WHERE i.imagestatus = 2
       AND NOT EXISTS (
           SELECT 1
-          FROM business_entity_snapshot AS b
-          INNER JOIN command_entities AS c ON c.command_id = b.command_id
+          FROM public.business_entity_snapshot AS b
+          INNER JOIN public.command_entities AS c ON c.command_id = b.command_id
           WHERE b.entity_id IN (i.image_guid::TEXT, i.image_group_id::TEXT)
             AND coalesce(c.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
       )
@@ -167,12 +167,12 @@ BEGIN
           -- A move without a command: the LOCKED temporary disk of this disk, or this disk being
           -- that temporary disk, with no command snapshot recorded for it.
           SELECT 1
-          FROM images_to_be_deleted AS t
-          INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+          FROM public.images_to_be_deleted AS t
+          INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
           WHERE (t.src_image_group_id = i.image_group_id OR tmp.image_group_id = i.image_group_id)
             AND tmp.imagestatus = 2
             AND NOT EXISTS (
-                SELECT 1 FROM business_entity_snapshot AS b
+                SELECT 1 FROM public.business_entity_snapshot AS b
                 WHERE b.entity_id IN (tmp.image_guid::TEXT, tmp.image_group_id::TEXT)
             )
       )
@@ -189,7 +189,7 @@ CREATE OR REPLACE FUNCTION VerifyCommandsWithoutTask(
 )
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -201,15 +201,15 @@ BEGIN
         ARRAY[]::UUID [],
         format('command %s (type %s, status %s, created %s) is unfinished and has no live task',
                c.command_id, c.command_type, coalesce(c.status, 'NULL'), c.created_at)
-    FROM command_entities AS c
+    FROM public.command_entities AS c
     WHERE coalesce(c.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
       AND coalesce(c.created_at, '-infinity') < now() - coalesce(v_command_age, INTERVAL '5 minutes')
       AND NOT EXISTS (
-          SELECT 1 FROM async_tasks AS a
+          SELECT 1 FROM public.async_tasks AS a
           WHERE a.command_id = c.command_id OR a.root_command_id = c.command_id
       )
       AND NOT EXISTS (
-          SELECT 1 FROM command_entities AS child
+          SELECT 1 FROM public.command_entities AS child
           WHERE (child.parent_command_id = c.command_id OR child.root_command_id = c.command_id)
             AND child.command_id <> c.command_id
             AND coalesce(child.status, '') NOT IN ('ENDED_SUCCESSFULLY', 'ENDED_WITH_FAILURE')
@@ -223,7 +223,7 @@ GRANT EXECUTE ON FUNCTION VerifyCommandsWithoutTask(INTERVAL) TO movedisk_dba;
 CREATE OR REPLACE FUNCTION VerifyImageGroupsOnTwoDomains()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -235,19 +235,19 @@ BEGIN
         array_agg(DISTINCT m.storage_domain_id),
         format('disk %s is mapped to %s storage domains outside a move',
                i.image_group_id, count(DISTINCT m.storage_domain_id))
-    FROM images AS i
-    INNER JOIN image_storage_domain_map AS m ON m.image_id = i.image_guid
+    FROM public.images AS i
+    INNER JOIN public.image_storage_domain_map AS m ON m.image_id = i.image_guid
     WHERE i.image_group_id IS NOT NULL
       AND NOT EXISTS (
           SELECT 1
-          FROM vm_device AS vd
-          INNER JOIN vm_static AS vs ON vs.vm_guid = vd.vm_id
+          FROM public.vm_device AS vd
+          INNER JOIN public.vm_static AS vs ON vs.vm_guid = vd.vm_id
           WHERE vd.device_id = i.image_group_id AND vs.entity_type = 'TEMPLATE'
       )
       AND NOT EXISTS (
           SELECT 1
-          FROM images_to_be_deleted AS t
-          INNER JOIN images AS tmp ON tmp.image_guid = t.image_id
+          FROM public.images_to_be_deleted AS t
+          INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
           WHERE t.src_image_group_id = i.image_group_id AND tmp.imagestatus = 2
       )
     GROUP BY i.image_group_id
@@ -262,7 +262,7 @@ GRANT EXECUTE ON FUNCTION VerifyImageGroupsOnTwoDomains() TO movedisk_dba;
 CREATE OR REPLACE FUNCTION VerifyQuotaUsage()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -274,8 +274,8 @@ BEGIN
         array_agg(DISTINCT m.quota_id) FILTER (WHERE m.quota_id IS NOT NULL),
         format('disk %s on domain %s is charged to %s different quotas', i.image_group_id,
                m.storage_domain_id, count(DISTINCT coalesce(m.quota_id::TEXT, 'none')))
-    FROM images AS i
-    INNER JOIN image_storage_domain_map AS m ON m.image_id = i.image_guid
+    FROM public.images AS i
+    INNER JOIN public.image_storage_domain_map AS m ON m.image_id = i.image_guid
     GROUP BY i.image_group_id, m.storage_domain_id
     HAVING count(DISTINCT coalesce(m.quota_id::TEXT, 'none')) > 1;
 
@@ -288,9 +288,9 @@ BEGIN
         ARRAY[m.quota_id, m.storage_domain_id],
         format('volume %s on domain %s (data center %s) is charged to quota %s of data center %s',
                m.image_id, m.storage_domain_id, p.storage_pool_id, m.quota_id, q.storage_pool_id)
-    FROM image_storage_domain_map AS m
-    INNER JOIN quota AS q ON q.id = m.quota_id
-    INNER JOIN storage_pool_iso_map AS p ON p.storage_id = m.storage_domain_id
+    FROM public.image_storage_domain_map AS m
+    INNER JOIN public.quota AS q ON q.id = m.quota_id
+    INNER JOIN public.storage_pool_iso_map AS p ON p.storage_id = m.storage_domain_id
     WHERE p.storage_pool_id <> q.storage_pool_id;
 
     RETURN QUERY
@@ -303,12 +303,12 @@ BEGIN
         format('temporary volume %s is charged to quota %s, its source volume %s to quota %s',
                t.image_id, coalesce(tm.quota_id::TEXT, 'none'), t.src_image_id,
                coalesce(sm.quota_id::TEXT, 'none'))
-    FROM images_to_be_deleted AS t
-    INNER JOIN image_storage_domain_map AS tm
+    FROM public.images_to_be_deleted AS t
+    INNER JOIN public.image_storage_domain_map AS tm
         ON tm.image_id = t.image_id AND tm.storage_domain_id = t.src_storage
     INNER JOIN LATERAL (
         SELECT x.quota_id
-        FROM image_storage_domain_map AS x
+        FROM public.image_storage_domain_map AS x
         WHERE x.image_id = t.src_image_id
         ORDER BY x.storage_domain_id = t.src_storage DESC
         LIMIT 1
@@ -326,7 +326,7 @@ CREATE OR REPLACE FUNCTION VerifyImageGroupsToBeDeleted(
 )
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
@@ -339,8 +339,8 @@ BEGIN
         format('disk %s is live on storage domain %s, where a deletion (%s) is pending: do not '
                'delete it; check the storage and the row', g.image_group_id, g.storage_domain_id,
                g.reason)
-    FROM image_groups_to_be_deleted AS g
-    WHERE IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id);
+    FROM public.image_groups_to_be_deleted AS g
+    WHERE public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id);
 
     RETURN QUERY
     SELECT
@@ -353,7 +353,7 @@ BEGIN
                'attempt(s)%s', g.image_group_id, g.storage_domain_id, g.reason,
                date_trunc('second', now() - g._create_date), g.attempts,
                coalesce(': ' || g.last_error, ''))
-    FROM image_groups_to_be_deleted AS g
+    FROM public.image_groups_to_be_deleted AS g
     WHERE g._create_date < now() - coalesce(v_leftover_age, INTERVAL '1 day');
 END;
 $procedure$;
@@ -366,29 +366,29 @@ CREATE OR REPLACE FUNCTION VerifyAll(
 )
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
     SELECT f.*
     FROM (
-        SELECT * FROM VerifyTemporaryImagesWithoutRow()
+        SELECT * FROM public.VerifyTemporaryImagesWithoutRow()
         UNION ALL
-        SELECT * FROM VerifyRowsWithoutImage()
+        SELECT * FROM public.VerifyRowsWithoutImage()
         UNION ALL
-        SELECT * FROM VerifyRowsWithoutSourceImage()
+        SELECT * FROM public.VerifyRowsWithoutSourceImage()
         UNION ALL
-        SELECT * FROM VerifyOldLeftovers(v_leftover_age)
+        SELECT * FROM public.VerifyOldLeftovers(v_leftover_age)
         UNION ALL
-        SELECT * FROM VerifyImageGroupsToBeDeleted(v_leftover_age)
+        SELECT * FROM public.VerifyImageGroupsToBeDeleted(v_leftover_age)
         UNION ALL
-        SELECT * FROM VerifyLockedImagesWithoutCommand()
+        SELECT * FROM public.VerifyLockedImagesWithoutCommand()
         UNION ALL
-        SELECT * FROM VerifyCommandsWithoutTask(v_command_age)
+        SELECT * FROM public.VerifyCommandsWithoutTask(v_command_age)
         UNION ALL
-        SELECT * FROM VerifyImageGroupsOnTwoDomains()
+        SELECT * FROM public.VerifyImageGroupsOnTwoDomains()
         UNION ALL
-        SELECT * FROM VerifyQuotaUsage()
+        SELECT * FROM public.VerifyQuotaUsage()
     ) AS f
     ORDER BY f.severity = 'error' DESC, f.check_name, f.entity_id;
 END;

@@ -19,10 +19,10 @@ CREATE OR REPLACE FUNCTION InsertVmDevice(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO vm_device (
+    INSERT INTO public.vm_device (
         device_id,
         vm_id,
         device,
@@ -76,10 +76,10 @@ CREATE OR REPLACE FUNCTION UpdateVmDevice(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    UPDATE vm_device
+    UPDATE public.vm_device
     SET
         device = v_device,
         type = v_type,
@@ -106,59 +106,59 @@ CREATE OR REPLACE FUNCTION DeleteVmDevice(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM vm_device
+    DELETE FROM public.vm_device
     WHERE device_id = v_device_id
         AND (v_vm_id IS NULL OR vm_id = v_vm_id);
 END;
 $procedure$;
 
--- GetVmDeviceByDeviceId: a device (NULL vm: on every VM).
-CREATE OR REPLACE FUNCTION GetVmDeviceByDeviceId(
+-- GetVmDeviceRowByDeviceId: a device (NULL vm: on every VM).
+CREATE OR REPLACE FUNCTION GetVmDeviceRowByDeviceId(
     v_device_id UUID,
     v_vm_id UUID
 )
 RETURNS SETOF VM_DEVICE
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_device
+    SELECT * FROM public.vm_device
     WHERE device_id = v_device_id
         AND (v_vm_id IS NULL OR vm_id = v_vm_id);
 END;
 $procedure$;
 
--- GetVmDeviceByVmId: the devices of a VM.
-CREATE OR REPLACE FUNCTION GetVmDeviceByVmId(
+-- GetVmDeviceRowsByVmId: the devices of a VM.
+CREATE OR REPLACE FUNCTION GetVmDeviceRowsByVmId(
     v_vm_id UUID,
     v_user_id UUID,
     v_is_filtered BOOLEAN
 )
 RETURNS SETOF VM_DEVICE
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_device
+    SELECT * FROM public.vm_device
     WHERE vm_id = v_vm_id
         AND v_is_filtered IS NOT TRUE
     ORDER BY type, device, device_id;
 END;
 $procedure$;
 
--- GetAllFromVmDevice: every device.
-CREATE OR REPLACE FUNCTION GetAllFromVmDevice()
+-- GetAllVmDeviceRows: every device.
+CREATE OR REPLACE FUNCTION GetAllVmDeviceRows()
 RETURNS SETOF VM_DEVICE
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_device;
+    SELECT * FROM public.vm_device;
 END;
 $procedure$;

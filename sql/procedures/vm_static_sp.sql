@@ -1,8 +1,8 @@
--- VMs and templates: oVirt's InsertVmStatic / InsertVmTemplate with only the parameters of the
+-- VMs and templates: oVirt's InsertVmStaticRow / InsertVmTemplateRow with only the parameters of the
 -- columns kept, in oVirt's order.
 
--- InsertVmStatic: adds a VM.
-CREATE OR REPLACE FUNCTION InsertVmStatic(
+-- InsertVmStaticRow: adds a VM.
+CREATE OR REPLACE FUNCTION InsertVmStaticRow(
     v_description VARCHAR(4000),
     v_free_text_comment TEXT,
     v_mem_size_mb INTEGER,
@@ -17,10 +17,10 @@ CREATE OR REPLACE FUNCTION InsertVmStatic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO vm_static (
+    INSERT INTO public.vm_static (
         description,
         free_text_comment,
         mem_size_mb,
@@ -51,8 +51,8 @@ BEGIN
 END;
 $procedure$;
 
--- InsertVmTemplate: adds a template (its vmt_guid is its own id).
-CREATE OR REPLACE FUNCTION InsertVmTemplate(
+-- InsertVmTemplateRow: adds a template (its vmt_guid is its own id).
+CREATE OR REPLACE FUNCTION InsertVmTemplateRow(
     v_creation_date TIMESTAMP WITH TIME ZONE,
     v_description VARCHAR(4000),
     v_free_text_comment TEXT,
@@ -68,10 +68,10 @@ CREATE OR REPLACE FUNCTION InsertVmTemplate(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    INSERT INTO vm_static (
+    INSERT INTO public.vm_static (
         creation_date,
         description,
         free_text_comment,
@@ -111,10 +111,10 @@ CREATE OR REPLACE FUNCTION DeleteVmStatic(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM vm_static
+    DELETE FROM public.vm_static
     WHERE vm_guid = v_vm_guid
         AND entity_type = 'VM';
 END;
@@ -126,39 +126,39 @@ CREATE OR REPLACE FUNCTION DeleteVmTemplates(
 )
 RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
-    DELETE FROM vm_static
+    DELETE FROM public.vm_static
     WHERE vm_guid = v_vmt_guid
         AND entity_type <> 'VM';
 END;
 $procedure$;
 
--- GetVmStaticByVmGuid: the VM or template with that id.
-CREATE OR REPLACE FUNCTION GetVmStaticByVmGuid(
+-- GetVmStaticRowByVmGuid: the VM or template with that id.
+CREATE OR REPLACE FUNCTION GetVmStaticRowByVmGuid(
     v_vm_guid UUID
 )
 RETURNS SETOF VM_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_static
+    SELECT * FROM public.vm_static
     WHERE vm_guid = v_vm_guid;
 END;
 $procedure$;
 
--- GetAllFromVmStatic: every VM.
-CREATE OR REPLACE FUNCTION GetAllFromVmStatic()
+-- GetAllVmStaticRows: every VM.
+CREATE OR REPLACE FUNCTION GetAllVmStaticRows()
 RETURNS SETOF VM_STATIC
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    SELECT * FROM vm_static
+    SELECT * FROM public.vm_static
     WHERE entity_type = 'VM';
 END;
 $procedure$;
