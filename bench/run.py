@@ -1,0 +1,145 @@
+"""`make bench`: run every benchmark, write bench/results.json, the plots and a summary.
+
+Each benchmark runs as its own process (one after the other: they share 2 cores) and
+prints one JSON object on its last stdout line (bench/common.py). This script adds the
+date, the machine (cores, memory) and the PostgreSQL version to every figure, writes
+bench/results.json (``{"figures": [...], "pending": [...], ...}``), the PNG plots under
+bench/plots/ (when matplotlib, the optional extra ``bench``, is installed), the summary
+table as Markdown in bench/results.md, and prints the table.
+
+    python bench/run.py [--only lookups_at_scale,deploy_vs_psql] [--readme]
+
+``--readme`` also replaces the block between the bench markers in README.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from common import loadavg, log, machine  # noqa: E402
+
+BENCHES = ("lookups_at_scale", "agent_copy", "deploy_vs_psql")
+# Items of the benchmark issue that need the move engine (harness/engine), not on main yet.
+PENDING = [
+    {"name": "move throughput (1, 2, 4 workers) vs pgbench simple-update",
+     "goal": "a move costs at most 4 pgbench transactions",
+     "why": "needs the move engine (harness/engine)"},
+    {"name": "recovery of 1k and 10k moves in flight vs as many normal ends",
+     "goal": "at most 2x, linear from 1k to 10k",
+     "why": "needs the move engine's recover (harness/engine)"},
+]
+README_BEGIN = "<!-- bench:begin (bench/run.py --readme writes this block) -->"
+README_END = "<!-- bench:end -->"
+
+
+def pg_version() -> str:
+    from movedisk.pgserver import find_server_binaries
+
+    b = find_server_binaries()
+    out = subprocess.run([str(b.program("postgres")), "--version"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    return out.split(") ")[-1] if ") " in out else out
+
+
+def run_one(name: str) -> dict[str, Any]:
+    log(f"== {name}")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(HERE / f"{name}.py")], stdout=subprocess.PIPE,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench/{name}.py failed (exit {proc.returncode})")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    log(f"   {name}: {out['wall_s']} s")
+    return out
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return ""
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def table(figures: list[dict[str, Any]], pending: list[dict[str, str]]) -> str:
+    rows = ["| figure | value | baseline | ratio (IQR) | goal | met |",
+            "|---|---:|---:|---:|---|---|"]
+    for f in figures:
+        sp = f.get("spread")
+        iqr = f" ({sp['ratio_p25']:.3g}-{sp['ratio_p75']:.3g})" if sp else ""
+        met = {True: "yes", False: "**no**", None: ""}[f["met"]]
+        rows.append(f"| {f['name']} | {fmt(f['value'])} {f['unit']} | {fmt(f['baseline'])} "
+                    f"{f['unit'] if f['baseline'] is not None else ''} | "
+                    f"{fmt(f['ratio'])}{iqr} | {f['goal'] or ''} | {met} |")
+    for p in pending:
+        rows.append(f"| {p['name']} | pending | | | {p['goal']} | {p['why']} |")
+    return "\n".join(rows)
+
+
+def update_readme(block: str) -> None:
+    path = ROOT / "README.md"
+    text = path.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit("README.md has no bench markers")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    path.write_text(f"{head}{README_BEGIN}\n{block}\n{README_END}{tail}")
+
+
+def main() -> None:
+    only = BENCHES
+    if "--only" in sys.argv:
+        only = tuple(sys.argv[sys.argv.index("--only") + 1].split(","))
+    t0 = time.perf_counter()
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    mach, pg = machine(), pg_version()
+    load_start = loadavg()
+    runs = {name: run_one(name) for name in only}
+    figures: list[dict[str, Any]] = []
+    for name, out in runs.items():
+        for f in out["figures"]:
+            figures.append({**f, "bench": name, "date": now, "machine": mach, "postgresql": pg})
+    result = {
+        "date": now, "machine": mach, "postgresql": pg,
+        "loadavg_start": load_start, "loadavg_end": loadavg(),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "note": ("every ratio is value / baseline, both measured in this run on this machine, "
+                 "interleaved; spread: interquartile range of the per-round ratios. The "
+                 "machine may be shared: loadavg says how busy it was."),
+        "figures": figures,
+        "pending": PENDING,
+        "runs": {n: {k: v for k, v in o.items() if k != "figures"} for n, o in runs.items()},
+    }
+    (HERE / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    plots: list[str] = []
+    try:
+        import plotting
+
+        plots = plotting.draw(result, HERE / "plots")
+    except ImportError as exc:
+        log(f"no plots ({exc}): pip install '.[bench]'")
+    summary = table(figures, PENDING)
+    met = [f for f in figures if f["met"] is not None]
+    head = (f"{now[:10]}, {mach['cores']} cores, {mach['memory_gib']:g} GiB, PostgreSQL {pg}, "
+            f"load average {load_start:g} -> {result['loadavg_end']:g} (shared machine), "
+            f"{result['wall_s']:g} s; goals met: {sum(f['met'] for f in met)}/{len(met)}")
+    pics = "\n".join(f"![{Path(p).stem}](bench/plots/{Path(p).name})" for p in plots)
+    block = f"{head}\n\n{summary}\n" + (f"\n{pics}\n" if pics else "")
+    (HERE / "results.md").write_text(block.replace("](bench/plots/", "](plots/"))
+    if "--readme" in sys.argv:
+        update_readme(block)
+    print(f"\n{head}\n\n{summary}")
+
+
+if __name__ == "__main__":
+    main()
