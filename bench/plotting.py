@@ -36,7 +36,7 @@ def lookups(result: dict[str, Any], path: Path) -> None:
         ax.set_yscale("log")
         ax.set_title(f"{name}\nx{fs[-1]['ratio']:.3g} at {x[-1]:,} images", fontsize=9)
         ax.set_xlabel("images")
-        ax.set_ylabel("median ms")
+        ax.set_ylabel("median ms (server CPU)")
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
@@ -84,7 +84,7 @@ def storage_match(result: dict[str, Any], path: Path) -> None:
             label="primary-key lookup of images")
     ax.set_xscale("log")
     ax.set_xlabel("images")
-    ax.set_ylabel("median ms")
+    ax.set_ylabel("median ms (server CPU)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)

@@ -72,17 +72,18 @@ def fmt(x: float | None) -> str:
 
 
 def table(figures: list[dict[str, Any]], pending: list[dict[str, str]]) -> str:
-    rows = ["| figure | value | baseline | ratio (IQR) | goal | met |",
-            "|---|---:|---:|---:|---|---|"]
+    rows = ["| figure | value | baseline | ratio (IQR) | wall ratio | goal | met |",
+            "|---|---:|---:|---:|---:|---|---|"]
     for f in figures:
         sp = f.get("spread")
         iqr = f" ({sp['ratio_p25']:.3g}-{sp['ratio_p75']:.3g})" if sp else ""
         met = {True: "yes", False: "**no**", None: ""}[f["met"]]
         rows.append(f"| {f['name']} | {fmt(f['value'])} {f['unit']} | {fmt(f['baseline'])} "
                     f"{f['unit'] if f['baseline'] is not None else ''} | "
-                    f"{fmt(f['ratio'])}{iqr} | {f['goal'] or ''} | {met} |")
+                    f"{fmt(f['ratio'])}{iqr} | {fmt(f.get('wall_ratio'))} | {f['goal'] or ''} | "
+                    f"{met} |")
     for p in pending:
-        rows.append(f"| {p['name']} | pending | | | {p['goal']} | {p['why']} |")
+        rows.append(f"| {p['name']} | pending | | | | {p['goal']} | {p['why']} |")
     return "\n".join(rows)
 
 
