@@ -33,7 +33,11 @@ def lookups(result: dict[str, Any], path: Path) -> None:
         ax.plot(x, [f["baseline"] for f in fs], "o--", color="tab:gray", label="before the feature")
         ax.plot(x, [f["value"] for f in fs], "o-", color="tab:blue", label="with the feature")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ys = [f["baseline"] for f in fs] + [f["value"] for f in fs]
+        if max(ys) / min(ys) > 20:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(0, max(ys) * 1.15)
         ax.set_title(f"{name}\nx{fs[-1]['ratio']:.3g} at {x[-1]:,} images", fontsize=9)
         ax.set_xlabel("images")
         ax.set_ylabel("median ms (server CPU)")
