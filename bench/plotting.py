@@ -25,6 +25,8 @@ def lookups(result: dict[str, Any], path: Path) -> None:
     """Median latency against table size, pre-feature and extended, one panel per lookup."""
     series = _by(result["figures"], "lookups")
     n = len(series)
+    if not n:
+        return
     cols = 4
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows), squeeze=False)
@@ -56,6 +58,8 @@ def ratios(result: dict[str, Any], path: Path) -> None:
     """Every figure's ratio with its spread, against its goal."""
     figs = [f for f in result["figures"] if f["ratio"] is not None and f.get("goal")
             and f["goal"].startswith("ratio")]
+    if not figs:
+        return
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(figs) + 1.2))
     for i, f in enumerate(figs):
         sp = f.get("spread")
@@ -98,10 +102,33 @@ def storage_match(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def moves(result: dict[str, Any], path: Path) -> None:
+    figs = sorted((f for f in result["figures"] if f.get("group") == "moves"),
+                  key=lambda f: f["workers"])
+    if not figs:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    w = [f["workers"] for f in figs]
+    ax.plot(w, [f["moves_per_s"] for f in figs], "o-", label="moves per second")
+    ax.plot(w, [f["pgbench_tps"] / 4 for f in figs], "o--", color="tab:gray",
+            label="pgbench -N tps / 4 (the goal)")
+    ax.set_xticks(w)
+    ax.set_xlabel("workers")
+    ax.set_ylabel("per second")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Move throughput (instant agent)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def draw(result: dict[str, Any], outdir: Path) -> list[str]:
     outdir.mkdir(exist_ok=True)
     done = []
-    for name, fn in (("lookups", lookups), ("storage_match", storage_match), ("ratios", ratios)):
+    for name, fn in (("lookups", lookups), ("storage_match", storage_match), ("moves", moves),
+                     ("ratios", ratios)):
         path = outdir / f"{name}.png"
         fn(result, path)
         if path.exists():
