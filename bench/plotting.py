@@ -42,7 +42,7 @@ def lookups(result: dict[str, Any], path: Path) -> None:
             ax.set_ylim(0, max(ys) * 1.15)
         ax.set_title(f"{name}\nx{fs[-1]['ratio']:.3g} at {x[-1]:,} images", fontsize=9)
         ax.set_xlabel("images")
-        ax.set_ylabel("median ms (server CPU)")
+        ax.set_ylabel(f"median {fs[0]['unit']}")
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")

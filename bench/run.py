@@ -60,9 +60,21 @@ NOTES = {
         "every VM's disks on every call: cheap here, with no VMs, but growing with the VM "
         "disks of a real engine database, on both sides, not measured here), or one relation answering both questions (a table of "
         "move links keyed by image id, kept by triggers on images_to_be_deleted: a state "
-        "change, upgrade 0006, estimated at ~+7%, so not enough alone). Listings meet the "
-        "goal at 1M; at 10k images they cost 1.6-2x (the planner scans the one-page "
-        "images_to_be_deleted per row instead of probing its index), a few ms."
+        "change, upgrade 0006, estimated at ~+7%, so not enough alone). Listings (wall "
+        "time: they may run parallel workers) pay the same two branches per row: 4-16% at "
+        "1M images across runs (few rounds of seconds each, on a loaded machine), and "
+        "1.6-2x at 10k images, where the planner scans the one-page images_to_be_deleted "
+        "for each row instead of probing its index (a few ms a call)."
+    ),
+    "storage_match": (
+        "Removal plan: GetImageToBeDeletedRemovalPlan runs four statements per call (two "
+        "existence checks for its errors, the plan query, and inside it the storage match "
+        "as a nested plpgsql function, IsImageGroupOnStorageDomain), each with its own "
+        "executor start, plus a sub-query over image_groups_to_be_deleted, against one "
+        "statement for the primary-key lookup; the storage match alone is ~1.3x. What would "
+        "close it (in images_to_be_deleted_sp.sql, the move phases' file): one query with "
+        "the storage match inlined as an EXISTS, raising MD001/MD006 only when it finds no "
+        "row."
     ),
     "data_path": (
         "Data path: the agent's copy is more than the copy: per volume it runs qemu-img "
