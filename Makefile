@@ -28,8 +28,11 @@ test: system $(STAMP)
 lint: system $(STAMP)
 	$(BIN)/python -m pytest tests/test_lint.py
 
+# Every benchmark, interleaved against its baseline: bench/results.json, bench/plots/*.png,
+# bench/results.md and a summary table (about 6 minutes on 2 cores).
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .movedisk .pytest_cache

@@ -1,14 +1,17 @@
-"""Fresh deploy through the harness against running the same files with ``psql -1 -f``.
+"""Deploy: a fresh deploy through the harness against ``psql -1 -f`` of the same files.
 
-Both run against empty databases of one throwaway cluster in the same run; the
-harness also takes the advisory lock, checks schema_version, snapshots the
-catalog and records the upgrade scripts. Prints one JSON object.
-Also measures what the test fixtures pay: cluster initdb+start and a database clone.
+Both run against empty databases of one throwaway cluster, interleaved round by round
+(the first one alternating); the harness also takes the advisory lock, checks
+schema_version, snapshots the catalog and records the upgrade scripts. Then a no-op
+redeploy (nothing pending) of the deployed database, timed against the same psql run.
+Goals: fresh deploy at most 1.0x psql; no-op redeploy under half a second. (The deploy
+into a database of 1M images is timed by lookups_at_scale.py.) Prints one JSON object
+on its last line. Also measures what the test fixtures pay: cluster initdb+start and a
+database clone.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -20,6 +23,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import emit, figure  # noqa: E402
 
 from movedisk.deploy import deploy  # noqa: E402
 from movedisk.pgserver import ThrowawayCluster  # noqa: E402
@@ -54,13 +60,16 @@ def main() -> None:
     harness_s: list[float] = []
     psql_s: list[float] = []
     clone_s: list[float] = []
+    redeploy_s: list[float] = []
     try:
-        for i in range(ROUNDS):
+        def run_harness(i: int) -> None:
             create(cluster, f"h{i}")
             with psycopg.connect(cluster.dsn(f"h{i}"), row_factory=dict_row) as conn:
                 t = time.perf_counter()
                 deploy(conn, tree=tree)
                 harness_s.append(time.perf_counter() - t)
+
+        def run_psql(i: int) -> None:
             create(cluster, f"p{i}")
             args = [psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", cluster.dsn(f"p{i}")]
             for f in files:
@@ -68,24 +77,30 @@ def main() -> None:
             t = time.perf_counter()
             subprocess.run(args, check=True, capture_output=True)
             psql_s.append(time.perf_counter() - t)
+
+        for i in range(ROUNDS):
+            for step in ((run_harness, run_psql) if i % 2 == 0 else (run_psql, run_harness)):
+                step(i)
             clone_s.append(create(cluster, f"c{i}", "h0"))
+        with psycopg.connect(cluster.dsn("h0"), row_factory=dict_row) as conn:
+            for _ in range(ROUNDS):
+                t = time.perf_counter()
+                deploy(conn, tree=tree)
+                redeploy_s.append(time.perf_counter() - t)
     finally:
         cluster.stop()
     h, p = statistics.median(harness_s), statistics.median(psql_s)
-    print(
-        json.dumps(
-            {
-                "bench": "deploy_vs_psql",
-                "rounds": ROUNDS,
-                "statements": sum(len(split_statements(f.read_text())) for f in files),
-                "harness_deploy_median_s": round(h, 4),
-                "psql_f_median_s": round(p, 4),
-                "ratio_harness_over_psql": round(h / p, 2),
-                "cluster_initdb_start_s": round(start_s, 3),
-                "clone_from_template_median_ms": round(statistics.median(clone_s) * 1000, 1),
-            }
-        )
-    )
+    r = statistics.median(redeploy_s)
+    base = {"baseline_what": "psql -1 -f of the same files into an empty database",
+            "group": "deploy"}
+    emit("deploy_vs_psql", [
+        figure("deploy fresh", h, "s", p, goal=("<=", 1.0),
+               pairs=list(zip(psql_s, harness_s)), **base),
+        figure("deploy no-op redeploy", r, "s", p, goal=("<", 0.5), goal_on="value",
+               rounds=ROUNDS, **base),
+    ], statements=sum(len(split_statements(f.read_text())) for f in files),
+        cluster_initdb_start_s=round(start_s, 3),
+        clone_from_template_median_ms=round(statistics.median(clone_s) * 1000, 1))
 
 
 if __name__ == "__main__":
