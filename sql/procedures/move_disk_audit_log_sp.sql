@@ -31,7 +31,7 @@ CREATE OR REPLACE FUNCTION InsertMoveDiskAuditLog(
 )
 RETURNS BIGINT
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = public, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_alias TEXT := v_disk_alias;

@@ -71,12 +71,12 @@ BEGIN
     FOR UPDATE;
     -- A repeat with the same v_new_image_group_id (a retry after a crash): already done.
     IF v_new_image_group_id IS NOT NULL AND EXISTS (
-        SELECT 1 FROM base_disks AS b WHERE b.disk_id = v_new_image_group_id
+        SELECT 1 FROM public.base_disks AS b WHERE b.disk_id = v_new_image_group_id
     ) THEN
         IF EXISTS (
             SELECT 1
-            FROM images AS tmp
-            INNER JOIN images_to_be_deleted AS t ON t.image_id = tmp.image_guid
+            FROM public.images AS tmp
+            INNER JOIN public.images_to_be_deleted AS t ON t.image_id = tmp.image_guid
             WHERE tmp.image_group_id = v_new_image_group_id
               AND t.src_image_group_id = v_image_group_id
               AND t.src_storage = v_src_storage
