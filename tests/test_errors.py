@@ -58,8 +58,9 @@ def test_every_error_type_has_its_own_exit_code() -> None:
     for mod in pkgutil.walk_packages(movedisk.__path__, "movedisk."):
         if not mod.name.endswith("__main__"):
             importlib.import_module(mod.name)
-    # shared on purpose: to a script both mean "another process holds this disk"
-    shared = {frozenset({"DiskBusy", "LeaseLost"})}
+    # shared on purpose: to a script each pair means one thing ("another process holds this
+    # disk"; "the engine stopped, the storage decides: run verify")
+    shared = {frozenset({"DiskBusy", "LeaseLost"}), frozenset({"MoveStuck", "MoveRecordLost"})}
     seen: dict[int, type] = {}
     stack = [MovediskError]
     while stack:
