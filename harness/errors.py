@@ -117,14 +117,14 @@ class InvalidDsn(MovediskError):
     """The connection string is not one libpq can read."""
 
     code = "MD104"
-    exit_code = 13
+    exit_code = 22
 
 
 class AuthenticationFailed(MovediskError):
     """The server refused the role: wrong password, no such role, no pg_hba.conf entry."""
 
     code = "MD105"
-    exit_code = 14
+    exit_code = 23
 
 
 class NotPrimary(MovediskError):
@@ -139,21 +139,21 @@ class PermissionDenied(MovediskError):
     """The connected role lacks a privilege the command needs."""
 
     code = "MD107"
-    exit_code = 16
+    exit_code = 24
 
 
 class LockTimeout(MovediskError):
     """A lock could not be had within the lock timeout (another session holds it)."""
 
     code = "MD108"
-    exit_code = 17
+    exit_code = 25
 
 
 class StatementTimeout(MovediskError):
     """A statement was cancelled: statement_timeout, or an operator's pg_cancel_backend."""
 
     code = "MD109"
-    exit_code = 18
+    exit_code = 26
 
 
 class DatabaseError(MovediskError):

@@ -69,12 +69,12 @@ def _broken_tree(tmp_path: Path) -> Path:
 
 # (case, how to break the deploy, error type, exit code, what the line says)
 CASES: list[tuple[str, str, int, str]] = [
-    ("malformed_dsn", "InvalidDsn", 13, "cannot read the connection string"),
+    ("malformed_dsn", "InvalidDsn", 22, "cannot read the connection string"),
     ("unreachable", "ConnectionFailed", 12, "Connection refused"),
-    ("wrong_password", "AuthenticationFailed", 14, "password authentication failed"),
+    ("wrong_password", "AuthenticationFailed", 23, "password authentication failed"),
     ("read_only", "NotPrimary", 20, "read-only"),
-    ("no_privilege", "PermissionDenied", 16, "permission denied"),
-    ("lock_timeout", "LockTimeout", 17, "waiting for a lock on view all_disks; held by pid"),
+    ("no_privilege", "PermissionDenied", 24, "permission denied"),
+    ("lock_timeout", "LockTimeout", 25, "waiting for a lock on view all_disks; held by pid"),
     ("failing_statement", "DeployError", 10, "procedures/zz_broken_sp.sql:5: relation"),
 ]
 
@@ -170,7 +170,7 @@ def test_lookups_wait_no_longer_than_the_lock_timeout_while_deploy_waits(new_db)
     finally:
         thread.join(30)
         reader.close()
-    assert res.returncode == 17
+    assert res.returncode == 25
     assert waits and waits[0] < 1.5  # queued behind the deploy at most until it gave up
 
 
