@@ -12,7 +12,10 @@ whether the agent runs or not) and compares it with ``GetExpectedVolumesOnStorag
   data file is gone or that the storage marks ILLEGAL (I1);
 - ``leftover_absent`` (warning): a leftover recorded in ``images_to_be_deleted`` whose source
   copy is no longer on its domain (its deletion happened but was not recorded; ``movedisk
-  remove`` or recovery clears the record).
+  remove`` or recovery clears the record);
+- ``removal_unfinished`` (warning): an image group whose deletion started on the storage
+  (``_remove_me_``) and that no disk, leftover or pending deletion in the database accounts
+  for, so nothing will finish it.
 
 A move may commit between the two reads: the storage is compared with the database read
 before and after walking it, and only a finding that holds against both is reported.
@@ -184,6 +187,14 @@ def compare(expected: list[Expected], storage: StorageView) -> list[Finding]:
                 "leftover_absent", "warning", e.image_id, e.image_group_id, e.storage_domain_id,
                 f"the leftover {what} on domain {e.storage_domain_id} is recorded (temporary "
                 f"image {e.temporary_image_id}) but the domain no longer holds it"))
+    accounted = {(e.storage_domain_id, e.image_group_id) for e in expected}
+    for sd, img in sorted(storage.removing):
+        if (sd, img) not in accounted:
+            out.append(Finding(
+                "removal_unfinished", "warning", "image_group", img, (sd,),
+                f"the deletion of image group {img} on domain {sd} started and did not finish "
+                f"(_remove_me_{img}), and nothing in the database will finish it; it holds "
+                "space and blocks a move of that disk onto the domain", source="storage"))
     for key, v in sorted(storage.volumes.items()):
         if key not in known and key[:2] not in groups:
             out.append(_vol_finding(

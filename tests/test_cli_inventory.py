@@ -246,6 +246,21 @@ def test_verify_reports_a_volume_nobody_knows(world: World) -> None:
     assert storage_findings(world, expect=0) == []
 
 
+def test_verify_reports_a_deletion_nobody_will_finish(world: World) -> None:
+    stray = uuid.uuid4()
+    world.sim.create_image(str(world.dst), str(stray), _vols([uuid.uuid4()], 50))
+    images = world.agent.root / "domains" / str(world.dst) / "images"
+    os.rename(images / str(stray), images / f"_remove_me_{stray}")  # a deletion cut short
+    try:
+        found = storage_findings(world, expect=1)
+        assert [(f["check_name"], f["severity"], f["entity_type"], f["entity_id"],
+                 f["related_ids"]) for f in found] == [
+            ("removal_unfinished", "warning", "image_group", str(stray), [str(world.dst)])]
+    finally:
+        shutil.rmtree(images / f"_remove_me_{stray}")
+    assert world.json("verify")["ok"] is True
+
+
 def test_verify_reports_a_mapped_volume_missing_from_its_domain(world: World) -> None:
     leaf = world.disks["d1"].images[-1]
     world.sql("INSERT INTO image_storage_domain_map (image_id, storage_domain_id) VALUES (%s, %s)",
@@ -341,6 +356,12 @@ def test_a_move_seen_through_disks_domains_and_verify(world: World) -> None:
     assert world.json("verify")["ok"] is True  # the leftover is on S, recorded
     aged = world.json("verify", "--db-only", "--leftover-age", "0 seconds", expect=1)
     assert "old_leftover" in {f["check_name"] for f in aged["findings"]}
+    # a deletion of the leftover cut short: recorded, so the engine's cleanup finishes it
+    images = world.agent.root / "domains" / str(src) / "images"
+    os.rename(images / str(d1.id), images / f"_remove_me_{d1.id}")
+    found = storage_findings(world, expect=1)
+    assert {(f["check_name"], f["severity"]) for f in found} == {("leftover_absent", "warning")}
+    os.rename(images / f"_remove_me_{d1.id}", images / str(d1.id))
     task = world.client.delete_image(sp, str(src), str(d1.id))
     assert world.client.wait_task(task)["code"] == 0
     found = storage_findings(world, expect=1)
