@@ -305,18 +305,23 @@ def _verify(args: argparse.Namespace) -> int:
         except psycopg.errors.DataError as exc:  # e.g. an --leftover-age that is no interval
             raise BadArgument(f"{exc.diag.message_primary or exc}") from None
         conn.rollback()
+        report = None
         if root is not None:
-            findings += verify_mod.storage_findings(conn, root, checksums=not args.no_checksums)
+            report = verify_mod.compare_storage(conn, root, checksums=not args.no_checksums)
+            findings += report.findings
     result = {
         "ok": not findings,
         "storage_root": root,
         "checksums": root is not None and not args.no_checksums,
+        "storage": report.to_json() if report else None,
         "findings": [f.to_json() for f in findings],
         "server": {**server.to_json(), "summary": replication.lag_summary(server)},
     }
 
     def human(r: dict[str, Any]) -> str:
-        scope = "database" if root is None else f"database and storage ({root})"
+        scope = "database" if report is None else (
+            f"database and storage: {report.volumes} volumes on {report.domains} domains, "
+            f"{report.checksummed} checksummed, under {root}")
         lag = [f"on a standby: {r['server']['summary']}"] if server.in_recovery else []
         if r["ok"]:
             return "\n".join([*lag, f"verify: no findings ({scope})"])

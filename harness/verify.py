@@ -124,6 +124,7 @@ class StorageView:
     root: str
     volumes: dict[tuple[str, str, str], StoredVolume] = field(default_factory=dict)
     removing: list[tuple[str, str]] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
 
 
 def read_storage(root: str | Path, checksums: bool = True,
@@ -134,6 +135,7 @@ def read_storage(root: str | Path, checksums: bool = True,
     wanted = set(only) if only is not None else None
     for d in walk(r):
         sd = d["sdUUID"]
+        view.domains.append(sd)
         view.removing += [(sd, img) for img in d["removing"]]
         for img in d["images"]:
             for v in img["volumes"]:
@@ -204,8 +206,21 @@ def compare(expected: list[Expected], storage: StorageView) -> list[Finding]:
     return out
 
 
-def storage_findings(conn: psycopg.Connection[Any], root: str | Path,
-                     checksums: bool = True) -> list[Finding]:
+@dataclass
+class StorageReport:
+    """What the storage comparison looked at, and what it found."""
+
+    findings: list[Finding]
+    domains: int
+    volumes: int
+    checksummed: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"domains": self.domains, "volumes": self.volumes, "checksummed": self.checksummed}
+
+
+def compare_storage(conn: psycopg.Connection[Any], root: str | Path,
+                    checksums: bool = True) -> StorageReport:
     """The storage comparison, kept to findings that hold before and after the walk.
 
     ``conn`` should be in autocommit or READ COMMITTED mode with a fresh transaction per
@@ -219,7 +234,18 @@ def storage_findings(conn: psycopg.Connection[Any], root: str | Path,
     after = expected_volumes(conn)
     _end_transaction(conn)
     second = {f.key for f in compare(after, storage)}
-    return [f for f in compare(before, storage) if f.key in second]
+    return StorageReport(
+        findings=[f for f in compare(before, storage) if f.key in second],
+        domains=len({sd for sd, _, _ in storage.volumes} | set(storage.domains)),
+        volumes=len(storage.volumes),
+        checksummed=sum(1 for v in storage.volumes.values() if v.checksum_ok is not None),
+    )
+
+
+def storage_findings(conn: psycopg.Connection[Any], root: str | Path,
+                     checksums: bool = True) -> list[Finding]:
+    """The findings of :func:`compare_storage`."""
+    return compare_storage(conn, root, checksums).findings
 
 
 def _end_transaction(conn: psycopg.Connection[Any]) -> None:

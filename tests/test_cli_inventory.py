@@ -228,8 +228,14 @@ def test_verify_is_clean_on_a_consistent_world(world: World) -> None:
     out = world.json("verify")
     assert out["ok"] is True and out["findings"] == [] and out["checksums"] is True
     assert out["storage_root"] == str(world.agent.root)
+    # web1_disk1's 2 volumes, the template's, web2_disk1's own (its link to the template's
+    # volume is the template's), all checksummed, on the 2 domains
+    assert out["storage"] == {"domains": 2, "volumes": 4, "checksummed": 4}
+    assert world.json("verify", "--no-checksums")["storage"]["checksummed"] == 0
     res = world.cli("verify")
-    assert res.returncode == 0 and res.stdout.startswith("verify: no findings (database and storage")
+    assert res.returncode == 0
+    assert res.stdout.startswith("verify: no findings (database and storage: 4 volumes on 2 "
+                                 "domains, 4 checksummed, under ")
 
 
 def test_verify_reports_a_volume_nobody_knows(world: World) -> None:
