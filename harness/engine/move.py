@@ -49,7 +49,7 @@ class MoveStuck(MovediskError):
 class MoveRecordLost(MovediskError):
     """A failover lost the move's own record: the storage decides what is left (verify)."""
 
-    code = "MD302"
+    code = "MD303"
     exit_code = 15
 
 
