@@ -54,7 +54,7 @@ class _Rehearsed(Exception):
 class InventoryError(MovediskError):
     """The inventory file is not valid (nothing was created)."""
 
-    code = "MD110"
+    code = "MD112"
     exit_code = 16
 
 
