@@ -69,6 +69,8 @@ def ratios(result: dict[str, Any], path: Path) -> None:
         ax.plot([f["ratio"]], [i], "o", color=color)
         bound = float(f["goal"].split()[-1])
         ax.plot([bound], [i], "|", color="black", ms=12)
+    if max(f["ratio"] for f in figs) > 10:
+        ax.set_xscale("log")
     ax.set_yticks(range(len(figs)))
     ax.set_yticklabels([f["name"] for f in figs], fontsize=8)
     ax.invert_yaxis()
