@@ -120,6 +120,12 @@ def moves(result: dict[str, Any], path: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+    real = sorted((f for f in result["figures"] if f.get("group") == "moves_real"),
+                  key=lambda f: f["workers"])
+    if real:
+        ax.plot([f["workers"] for f in real], [f["moves_per_s"] for f in real], "o-",
+                color="tab:orange", label="moves per second, real agent")
+        ax.legend(fontsize=8)
     ax.set_title("Move throughput (instant agent)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
