@@ -43,7 +43,7 @@ class MoveStuck(MovediskError):
     """Neither domain holds a complete copy of the disk: the engine touches nothing."""
 
     code = "MD300"
-    exit_code = 15
+    exit_code = 27
 
 
 class MoveRecordLost(MovediskError):
@@ -69,7 +69,10 @@ class LeaseLost(MovediskError):
 
 @dataclass
 class Engine:
-    """What every command needs: the database, the agent, who we are, where events go."""
+    """What every command needs: the database, the agent, who we are, where events go.
+
+    ``owner`` names the process holding the leases (default: this process, ``host:pid:start``);
+    threads of one process that run moves independently must each pass their own."""
 
     store: Store
     agent: StorageClient

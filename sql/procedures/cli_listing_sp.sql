@@ -181,8 +181,10 @@ GRANT EXECUTE ON FUNCTION GetStorageDomainsForListing() TO movedisk_dba;
 -- GetExpectedVolumesOnStorage: what the database says each storage domain holds, for a
 -- comparison with the storage: DISK (a volume of a disk mapped there: must exist, intact),
 -- LEFTOVER (the source copy of a moved disk recorded in images_to_be_deleted: should exist until
--- its deletion is confirmed), MOVE_COPY (the destination copy of a move that has not switched:
--- may exist, partly or whole) and PENDING_DELETION (a whole image group the agent still has to
+-- its deletion is confirmed), MOVE_SOURCE (the same while the move's end is running: its
+-- temporary disk still LOCKED after phase 3, the agent deleting it: may exist), MOVE_COPY (the
+-- destination copy of a move that has not switched: may exist, partly or whole) and
+-- PENDING_DELETION (a whole image group the agent still has to
 -- delete there, image_groups_to_be_deleted: may exist; image_id is NULL). "G is live on a
 -- domain" is IsImageGroupOnStorageDomain, as everywhere in the package.
 CREATE OR REPLACE FUNCTION GetExpectedVolumesOnStorage()
@@ -215,10 +217,11 @@ BEGIN
         t.src_storage,
         t.src_image_group_id,
         t.src_image_id,
-        'LEFTOVER'::TEXT,
+        CASE WHEN tmp.imagestatus = 2 THEN 'MOVE_SOURCE' ELSE 'LEFTOVER' END,
         b.disk_alias,
         t.image_id
     FROM public.images_to_be_deleted AS t
+    INNER JOIN public.images AS tmp ON t.image_id = tmp.image_guid
     LEFT JOIN public.base_disks AS b ON t.src_image_group_id = b.disk_id
     WHERE NOT public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage)
     UNION ALL

@@ -148,8 +148,10 @@ def test_two_recoveries_at_once_finish_a_move_once(world) -> None:
     gone.act(Action.START_COPY, cmd, NO_TASK, NO_TASK, None)  # copying; then it goes silent
     time.sleep(1.1)
     reports = []
-    threads = [threading.Thread(target=lambda: reports.append(recover.recover(world.engine())))
-               for _ in range(2)]
+    # Two recovering processes (an owner id names a process; threads of one process would
+    # share it, so each gets its own here).
+    threads = [threading.Thread(target=lambda o=o: reports.append(
+        recover.recover(world.engine(owner=f"recoverer-{o}:1:1")))) for o in "ab"]
     for t in threads:
         t.start()
     for t in threads:
