@@ -15,6 +15,9 @@ never started again as a primary; it comes back only as a standby of the new pri
 names every server (``host=a,b target_session_attrs=read-write``), so the guard above can
 catch the mistake whenever the new primary or one of its standbys is reachable; a peer
 that cannot be reached does not stop the engine (a dead standby must not stop moves).
+A standby's timeline is read from its WAL receiver, which only roles with
+pg_read_all_stats see; for other roles it is the timeline of its last restartpoint, so
+the promoted server itself is the reliable witness: keep it in the DSN.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ SELECT c.system_identifier::text AS system_identifier,
        pg_last_xact_replay_timestamp() AS last_replayed_commit_at,
        extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
            AS seconds_since_last_replayed_commit,
-       (SELECT status FROM pg_stat_wal_receiver) AS wal_receiver
+       -- Without pg_read_all_stats a role sees the WAL receiver's pid but not its status.
+       (SELECT CASE WHEN pid IS NOT NULL THEN coalesce(status, 'running')
+               END FROM pg_stat_wal_receiver) AS wal_receiver
 FROM pg_control_system() AS c
 """
 

@@ -71,6 +71,13 @@ def test_standby_reports_how_far_it_lags(replicated_cluster) -> None:
     assert caught_up.receive_lsn == caught_up.replay_lsn and caught_up.replay_lag_bytes == 0
     assert caught_up.last_replayed_commit_at is not None
     assert caught_up.timeline == 1
+    # A role without pg_read_all_stats (a DBA's login) sees the same, less the receiver's state.
+    rows_on(primary, "CREATE ROLE plain_dba LOGIN IN ROLE movedisk_dba")
+    cluster.wait_replayed()
+    with psycopg.connect(cluster.standby.dsn(REPLICATED_DB, user="plain_dba")) as conn:
+        plain = server_role(conn)
+    assert (plain.in_recovery, plain.timeline, plain.wal_receiver) == (True, 1, "running")
+    assert plain.replay_lag_bytes == 0
 
     cluster.cut_replication()
     rows_on(primary, "INSERT INTO filler SELECT generate_series(1, 20000)")
