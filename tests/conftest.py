@@ -4,6 +4,9 @@
   rolled back after the test (most tests).
 - ``new_db``: a factory of databases cloned from the deployed template (or empty),
   for tests that must commit; each is dropped at the end of the test.
+- ``seeded_root`` (the inventory's storage, made once), ``agent_proc`` (a real storage agent
+  of the test alone, on a copy of it) and ``world``: a fresh database with the inventory, the
+  agent, an Engine over both (tests/worlds.py).
 - ``replicated_cluster``: a factory of throwaway primary + streaming standby pairs
   (``replicated_cluster(synchronous=False)``), each with the package deployed in its
   database ``movedisk`` and replayed on the standby; stopped after the test.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +28,14 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from movedisk.deploy import deploy
-from movedisk.pgserver import ReplicatedCluster, ThrowawayCluster
+sys.path.insert(0, str(Path(__file__).resolve().parent / "agent"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from agenttools import AgentProcess  # noqa: E402
+from worlds import World, agent_on_copy, build_world, seed_storage, stop_agent  # noqa: E402
+
+from movedisk.deploy import deploy  # noqa: E402
+from movedisk.pgserver import ReplicatedCluster, ThrowawayCluster  # noqa: E402
 
 TEMPLATE = "movedisk_template"
 SHARED = "movedisk_test"
@@ -180,6 +190,38 @@ def replicated_cluster(replicated_template: Path) -> Iterator[Callable[..., Repl
     yield make
     for cluster in made:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def seeded_root(tmp_path_factory: pytest.TempPathFactory, databases: Any,
+                template_db: str) -> Path:
+    """An agent root holding the inventory's storage (tests/worlds.py SPEC), made once."""
+    dsn = databases.create("movedisk_engine_seed", template_db)
+    try:
+        return seed_storage(tmp_path_factory.mktemp("seeded-agent"), dsn)
+    finally:
+        databases.drop("movedisk_engine_seed")
+
+
+@pytest.fixture
+def agent_proc(seeded_root: Path, tmp_path: Path) -> Iterator[AgentProcess]:
+    """A real agent of this test alone, on a copy of the seeded storage."""
+    proc = agent_on_copy(seeded_root, tmp_path / "agent")
+    try:
+        yield proc
+    finally:
+        stop_agent(proc)
+
+
+@pytest.fixture
+def world(new_db: Callable[..., str], agent_proc: AgentProcess) -> Iterator[World]:
+    """A fresh database with the inventory of tests/worlds.py; the agent holds its storage."""
+    w = build_world(new_db(), agent_proc)
+    try:
+        yield w
+    finally:
+        w.sim.clear_faults()
+        w.conn.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
