@@ -251,9 +251,11 @@ def _spawn_worker(args: argparse.Namespace, cmd: MoveCommand, token: str) -> Non
 
 
 def _worker(args: argparse.Namespace) -> int:
+    command_id = parse_uuid(args.command_id)
+    if command_id is None:
+        raise MalformedId(f"{args.command_id!r} is not a command id (UUID)")
     engine = engine_for(args)
-    cmd = engine.store.claim_move(uuid.UUID(args.command_id), engine.owner, engine.lease_seconds,
-                                  args.claim_from)
+    cmd = engine.store.claim_move(command_id, engine.owner, engine.lease_seconds, args.claim_from)
     if cmd is None:
         return 0  # someone else runs it, or it ended
     try:
