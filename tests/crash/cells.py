@@ -268,8 +268,14 @@ class Run:
         try:
             report = recover.recover(eng)
             problems += [f"recovery: {c.command_id}: {e}" for c, e in report.errors]
-            out = cleanup.run(eng, due_only=False)
-            problems += [f"cleanup: {o.deletion.image_group_id}: {o.error}" for o in out.failed]
+            # A fault strikes once: a deletion it failed is retried by the next cleanup. One
+            # blocked by dependents stays recorded (the ILLEGAL temporary disk is its record).
+            for _ in range(2):
+                out = cleanup.run(eng, due_only=False)
+            if self.cell.fault != "deletion_blocked":
+                problems += [f"cleanup: {o.deletion.image_group_id}: {o.error}" for o in out.failed]
+                problems += [f"deletion still pending: {r['image_group_id']} on {r['storage_domain_id']}"
+                             for r in self.w.rows("SELECT * FROM image_groups_to_be_deleted")]
         finally:
             eng.store.conn.close()
         return problems
