@@ -269,10 +269,11 @@ class Run:
             report = recover.recover(eng)
             problems += [f"recovery: {c.command_id}: {e}" for c, e in report.errors]
             # A fault strikes once: a deletion it failed is retried by the next cleanup. One
-            # blocked by dependents stays recorded (the ILLEGAL temporary disk is its record).
+            # blocked by dependents (the template's disk) stays recorded: the ILLEGAL temporary
+            # disk is its record.
             for _ in range(2):
                 out = cleanup.run(eng, due_only=False)
-            if self.cell.fault != "deletion_blocked":
+            if self.cell.fault != "deletion_blocked" and self.alias != "tpl-os":
                 problems += [f"cleanup: {o.deletion.image_group_id}: {o.error}" for o in out.failed]
                 problems += [f"deletion still pending: {r['image_group_id']} on {r['storage_domain_id']}"
                              for r in self.w.rows("SELECT * FROM image_groups_to_be_deleted")]
