@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean system
+.PHONY: demo test crashtest lint bench clean system
 
 # What pip cannot install (PostgreSQL server, plpgsql_check, python3-venv, qemu-utils):
 # installed with apt when run as root, else one line saying what to install.
@@ -25,6 +25,15 @@ demo: $(STAMP)
 test: system $(STAMP)
 	$(BIN)/python -m pytest
 
+# The whole crash matrix (every crash point x every fault; `make test` runs a slice of it):
+# a table of cells, and last `crash matrix: N cells, N passed, N failed`. Exit 1 if a cell failed.
+CRASH_REPORT ?= .crash-matrix.jsonl
+crashtest: system $(STAMP)
+	@rm -f $(CRASH_REPORT)
+	-MOVEDISK_CRASH_MATRIX=full MOVEDISK_CRASH_REPORT=$(CRASH_REPORT) $(BIN)/python -m pytest -q \
+		-p no:cacheprovider --no-header -rN tests/crash
+	@$(BIN)/python tests/crash/crash_table.py $(CRASH_REPORT)
+
 lint: system $(STAMP)
 	$(BIN)/python -m pytest tests/test_lint.py
 
@@ -35,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .movedisk .pytest_cache
+	rm -rf $(VENV) .movedisk .pytest_cache .crash-matrix.jsonl

@@ -37,10 +37,14 @@ def _rows(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list
         return cur.fetchall()
 
 
-def volume_checksums(agent_root: Path) -> dict[str, str]:
-    """Checksum of every volume file owned by its image group, by volume id (for ``expected``)."""
+def volume_checksums(agent_root: Path, domains: Any = None) -> dict[str, str]:
+    """Checksum of every volume file owned by its image group, by volume id (for ``expected``);
+    only on ``domains`` (ids) when given (a shared agent holds other tests' domains too)."""
     out = {}
-    for meta_path in Path(agent_root, "domains").glob("*/images/*/*.meta"):
+    patterns = [f"{sd}/images/*/*.meta" for sd in domains] if domains is not None else [
+        "*/images/*/*.meta"]
+    metas = [m for pattern in patterns for m in Path(agent_root, "domains").glob(pattern)]
+    for meta_path in metas:
         meta = json.loads(meta_path.read_text())
         if meta.get("image") == meta_path.parent.name:
             out[meta["volUUID"]] = datacopy.checksum(str(meta_path.with_suffix("")))

@@ -56,18 +56,25 @@ POINTS = MOVE + LEFTOVER + FAILURE + REMOVAL + RECOVERY
 assert sorted(POINTS) == sorted(crashpoints.POINTS), "a crash point is missing from the matrix"
 
 # The representative slice run by `make test` (the whole matrix: `make crashtest`): every fault
-# once or twice, every scenario, the points where a wrong decision would lose a disk.
+# once, at a point where a wrong decision would lose a disk, and every scenario.
 SLICE = [
-    ("during_copy", "engine_killed"), ("after_phase3_commit", "engine_killed"),
-    ("inside_phase3_before_commit", "db_crash"), ("after_copy_accepted", "agent_killed"),
-    ("during_source_delete", "agent_killed"), ("after_copy_recorded", "task_fails"),
-    ("inside_end_leftover_before_commit", "deletion_blocked"),
-    ("after_end_failure_commit", "dest_delete_fails"), ("after_source_delete_before_rows", "conn_dropped"),
+    ("after_phase3_commit", "engine_killed"), ("during_source_delete", "agent_killed"),
+    ("after_copy_recorded", "task_fails"), ("inside_end_leftover_before_commit", "deletion_blocked"),
+    ("after_end_failure_commit", "dest_delete_fails"), ("inside_phase3_before_commit", "db_crash"),
+    ("after_source_delete_before_rows", "conn_dropped"), ("after_copy_before_phase3", "copy_corrupted"),
     ("removal_after_agent_delete", "engine_killed"), ("inside_recover", "db_crash"),
-    ("after_copy_before_phase3", "copy_corrupted"),
 ]
 
 CHILD_TIMEOUT = 60.0
+
+# Cells that fail on today's code, each for a defect named in the report (pytest marks them
+# xfail, strict: the day the defect is fixed they pass and the mark must go). A byte flipped on
+# the destination after the agent verified its copy is never seen: the engine compares the
+# checksums the agent recorded (.meta), not the bytes, before phase 3 and before it deletes the
+# source, so recovery rolls forward onto the corrupted copy and deletes the only intact one.
+CORRUPTION_UNSEEN = "defect: the engine trusts recorded checksums; a corrupted copy is switched to"
+KNOWN_FAILURES = {(p, "copy_corrupted"): CORRUPTION_UNSEEN
+                  for p in MOVE[MOVE.index("after_copy_accepted"):] + LEFTOVER + RECOVERY}
 
 
 @dataclass
@@ -159,20 +166,10 @@ class Run:
         self.disk = w.disk(self.alias)
         self.temporary: uuid.UUID | None = None
 
-    # Storage conditions, in force from the start (each strikes the next matching task once).
+    # The scenario's own past (a leftover to remove, a move that died mid-copy), then the
+    # storage conditions, in force from then on (each strikes the next matching task once).
     def arrange(self) -> None:
         c, sim, s, d = self.cell, self.w.sim, str(self.s), str(self.d)
-        if c.scenario == "failure" or c.fault == "dest_delete_fails":
-            sim.add_fault("copy_fail_after", sdUUID=d, bytes=200_000)
-        if c.fault == "dest_delete_fails":
-            sim.add_fault("delete_fail", sdUUID=d)
-        if c.fault == "task_fails":
-            if c.scenario == "failure":
-                sim.add_fault("delete_fail", sdUUID=d)  # the partial copy's deletion
-            elif c.scenario == "move" and c.point in COPY_STAGE:
-                sim.add_fault("copy_fail_after", sdUUID=d, bytes=200_000)
-            else:
-                sim.add_fault("delete_fail", sdUUID=s)  # the source deletion, the removal
         if c.scenario == "removal":
             eng = self.w.engine()
             self.temporary = eng.run(eng.start(self.w.disk("tpl-os"), self.d)).temporary_disk_id
@@ -185,6 +182,17 @@ class Run:
             self.w.sim.add_fault("copy_delay", imgUUID=str(self.disk), bytes_per_second=16 << 20)
             code, _ = self.child("during_copy", "engine_killed", self.move)
             assert code == -signal.SIGKILL, code
+        if c.scenario == "failure" or c.fault == "dest_delete_fails":
+            sim.add_fault("copy_fail_after", sdUUID=d, bytes=200_000)
+        if c.fault == "dest_delete_fails":
+            sim.add_fault("delete_fail", sdUUID=d)
+        if c.fault == "task_fails":
+            if c.scenario == "failure":
+                sim.add_fault("delete_fail", sdUUID=d)  # the partial copy's deletion
+            elif c.scenario == "move" and c.point in COPY_STAGE:
+                sim.add_fault("copy_fail_after", sdUUID=d, bytes=200_000)
+            else:
+                sim.add_fault("delete_fail", sdUUID=s)  # the source deletion, the removal
 
     def move(self, eng: Engine) -> None:
         eng.run(eng.start(self.disk, self.d))
