@@ -213,9 +213,16 @@ class Engine:
         s, owner, lease = self.store, self.owner, self.lease_seconds
         cid = cmd.command_id
         if action is Action.START_COPY:
-            task_id = self.agent.move_image(str(cmd.storage_pool_id), str(cmd.src_storage),
-                                            str(cmd.dest_storage), str(cmd.image_group_id), COPY,
-                                            tag=str(cid))
+            try:
+                task_id = self.agent.move_image(str(cmd.storage_pool_id), str(cmd.src_storage),
+                                                str(cmd.dest_storage), str(cmd.image_group_id),
+                                                COPY, tag=str(cid))
+            except agent_errors.AgentUnavailable:
+                raise  # no answer: the copy may have started; its tag tells recovery
+            except agent_errors.AgentError as exc:
+                # The agent answered with a refusal (e.g. the template is not on the
+                # destination): no copy started. End with failure now, not a LOCKED disk.
+                return end.with_failure(self, cmd, exc.message)
             crash_point("after_copy_accepted")
             cmd = s.record_copy_task(cid, owner, lease, task_id)
             crash_point("after_copy_recorded")
