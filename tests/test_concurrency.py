@@ -151,7 +151,7 @@ def test_a_second_move_waits_for_the_first_transaction_then_is_refused_or_procee
 
 @pytest.fixture
 def many(new_db, agent_proc):
-    w = build_world(new_db(), agent_proc, MANY)
+    w = build_world(new_db(), agent_proc, MANY, salt=uuid.uuid4().hex, storage=True)
     try:
         yield w
     finally:
@@ -213,14 +213,17 @@ def test_two_recoveries_and_two_cleanups_at_once_neither_double_finish_nor_doubl
     assert all(isinstance(x, list) for x in deleted), deleted
     assert not set(deleted[0]) & set(deleted[1]), "an image group was deleted twice"
     assert set(deleted[0]) | set(deleted[1]) == {str(p["image_group_id"]) for p in pending}
-    # Every move ended once: one end event each (2010 success, 2011 failure, 2052 leftover)
-    # and one recovery event (19002) per recovered move.
-    ends = Counter((r["correlation_id"], r["log_type"]) for r in many.rows(
-        "SELECT correlation_id, log_type FROM audit_log WHERE log_type IN (2010, 2011, 2052, 19002)"))
+    # Every move ended once (one end event each) and was taken over once (one recovery event
+    # per recovered move).
+    recovered = "SYSTEM_MOVED_DISK_RECOVERED"
+    ends = Counter((r["correlation_id"], r["log_type_name"]) for r in many.rows(
+        "SELECT correlation_id, log_type_name FROM audit_log WHERE log_type_name = ANY(%s)",
+        ([recovered, "USER_MOVED_DISK_FINISHED_SUCCESS", "USER_MOVED_DISK_FINISHED_FAILURE",
+          "USER_MOVED_DISK_FINISHED_WITH_LEFTOVERS"],)))
     assert ends and all(n == 1 for n in ends.values()), ends
-    per_move = Counter(c for c, t in ends if t != 19002)
+    per_move = Counter(c for c, t in ends if t != recovered)
     assert all(n == 1 for n in per_move.values()) and len(per_move) == 10, per_move
-    assert {c for c, t in ends if t == 19002} == unfinished
+    assert {c for c, t in ends if t == recovered} == unfinished
     # Nothing is left to delete, and a second cleanup finds nothing.
     assert many.rows("SELECT count(*) AS n FROM image_groups_to_be_deleted")[0]["n"] == 0
     many.check()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import traceback
 import uuid
@@ -34,7 +35,7 @@ from typing import Any
 import psycopg
 from worlds import World
 
-from movedisk.agent import StorageClient
+from movedisk.agent import StorageClient, datacopy
 from movedisk.engine import cleanup, crashpoints, recover, remove, store
 from movedisk.engine.move import Engine
 
@@ -140,11 +141,28 @@ def corrupt_copy(w: World, dsn: str, disk: uuid.UUID, marks: Path, wait: bool) -
     img_dir = w.root / "domains" / sd / "images" / str(disk)
     vols = sorted(p for p in img_dir.iterdir() if not p.name.endswith(".meta")
                   and p.stat().st_nlink == 1)  # the disk's own volumes, not a template's
-    with open(vols[0], "r+b") as f:
-        b = f.read(1)
-        f.seek(0)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip(vols[0])
     (marks / "flipped").write_text(str(vols[0]))
+
+
+def flip(path: Path) -> None:
+    """Corrupt the data of one volume: a qcow2 layer gets a sector of other bytes (qemu-io,
+    so that its layer checksum changes as a flipped bit would), a raw file a flipped byte."""
+    before = datacopy.checksum(str(path))
+    with open(path, "rb") as f:
+        qcow2 = f.read(4) == b"QFI\xfb"
+    if qcow2:
+        for pattern in ("0x5a", "0xa5"):
+            subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pattern} 0 512", str(path)],
+                           check=True, capture_output=True, cwd=path.parent)
+            if datacopy.checksum(str(path)) != before:
+                return
+    else:
+        with open(path, "r+b") as f:
+            b = f.read(1)
+            f.seek(0)
+            f.write(bytes([b[0] ^ 0xFF]))
+    assert datacopy.checksum(str(path)) != before, f"could not corrupt {path}"
 
 
 def _dest_of(dsn: str, command_id: Any) -> str:

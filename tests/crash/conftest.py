@@ -11,7 +11,7 @@ import itertools
 import json
 import os
 import shutil
-import tempfile
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from agenttools import AgentProcess
 from psycopg import sql
-from psycopg.rows import dict_row
 from crash_table import render
+from psycopg.rows import dict_row
+from worlds import agent_on_copy, stop_agent
 
 from movedisk.deploy import deploy
 from movedisk.pgserver import ThrowawayCluster
@@ -87,16 +88,25 @@ def crash_cluster() -> Iterator[CrashCluster]:
 
 
 @pytest.fixture(scope="module")
-def crash_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    root = tmp_path_factory.mktemp("crash-agent")
-    sockdir = tempfile.mkdtemp(prefix="mdc-", dir="/tmp")
-    proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
-    proc.start()
+def crash_agent(seeded_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """One agent for the cells, on a copy of the seeded storage; each cell restores the
+    domains' files (restore_storage) and a cell that kills the agent starts it again."""
+    proc = agent_on_copy(seeded_root, tmp_path_factory.mktemp("crash") / "agent")
+    proc.seeded = seeded_root  # type: ignore[attr-defined]
     try:
         yield proc
     finally:
-        proc.kill()
-        shutil.rmtree(sockdir, ignore_errors=True)
+        stop_agent(proc)
+
+
+def restore_storage(agent: AgentProcess) -> None:
+    """The domains' files as the seeded storage has them (hard links and holes kept)."""
+    seeded = agent.seeded  # type: ignore[attr-defined]
+    domains = sorted(p.name for p in (seeded / "domains").iterdir())
+    for sd in domains:
+        shutil.rmtree(agent.root / "domains" / sd, ignore_errors=True)
+    subprocess.run(["cp", "-a", *[str(seeded / "domains" / sd) for sd in domains],
+                    str(agent.root / "domains")], check=True)
 
 
 def record(result: dict[str, Any]) -> None:
@@ -113,4 +123,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
-__all__ = ["CrashCluster", "Path", "record"]
+__all__ = ["CrashCluster", "Path", "record", "restore_storage"]

@@ -9,7 +9,7 @@ import os
 
 import pytest
 from cells import FAULTS, KNOWN_FAILURES, POINTS, SLICE, Cell, run_cell
-from conftest import record
+from conftest import record, restore_storage
 from worlds import build_world
 
 FULL = os.environ.get("MOVEDISK_CRASH_MATRIX") == "full"
@@ -21,6 +21,7 @@ CELLS = [pytest.param(p, f, id=f"{p}-x-{f}", marks=[pytest.mark.xfail(
 @pytest.mark.parametrize(("point", "fault"), CELLS)
 def test_cell(point: str, fault: str, crash_cluster, crash_agent, tmp_path) -> None:
     dsn = crash_cluster.new_db()
+    restore_storage(crash_agent)
     w = build_world(dsn, crash_agent)
     try:
         result = run_cell(Cell(point, fault), w, crash_cluster, tmp_path)
