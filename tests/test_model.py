@@ -34,7 +34,7 @@ from movedisk.engine.store import Store
 from movedisk.errors import MovediskError
 
 EXAMPLES = int(os.environ.get("MOVEDISK_MODEL_EXAMPLES", "200"))
-STEPS = int(os.environ.get("MOVEDISK_MODEL_STEPS", "6"))
+STEPS = int(os.environ.get("MOVEDISK_MODEL_STEPS", "3"))
 
 DOMAINS = ["S", "D", "E"]
 DISKS = ["t", "a", "b", "c"]  # t: a template's disk; a: based on t; b, c: plain
@@ -45,7 +45,7 @@ SPEC: dict[str, Any] = {"data_centers": [{
                    "disks": [{"alias": "t", "size": "256K", "data": "4K"}]}],
     "vms": [{"name": "vm", "template": "tpl", "disks": [
         {"alias": "a", "domain": "S", "template_disk": "t", "data": "4K"},
-        {"alias": "b", "domain": "S", "size": "256K", "data": "4K", "snapshots": 1},
+        {"alias": "b", "domain": "S", "size": "256K", "data": "4K"},
         {"alias": "c", "domain": "D", "size": "256K", "data": "4K"}]}],
 }]}
 # Points where a forked engine process dies in the crash rule.
