@@ -197,7 +197,7 @@ def _feature_cases(world) -> list[tuple[str, str, list[Any], str]]:
         ("move: other pool's domain", "createtemporarydiskformove", [disk, s, other_sd, None, None], "MD002"),
         ("move: inactive destination", "createtemporarydiskformove", [disk, s, e, None, None], "MD002"),
         ("move: full destination", "createtemporarydiskformove", [disk, s, full, None, None], "MD007"),
-        ("move: new disk id taken", "createtemporarydiskformove", [disk, s, d, world.disk("vm2-os"), None], "23505"),
+        ("move: new disk id taken", "createtemporarydiskformove", [disk, s, d, world.disk("vm2-os"), None], "MD003"),
         # StartMoveDiskCommand(v_command_id, v_image_group_id, v_dest_storage, owner, lease, ...)
         ("start: unknown disk", "startmovediskcommand", [c, u(), d, owner, 30, None], "MD001"),
         ("start: template id", "startmovediskcommand", [c, template, d, owner, 30, None], "MD001"),
