@@ -176,10 +176,11 @@ def test_twenty_moves_of_different_disks_from_four_processes_all_finish(many, tm
 
 def test_two_recoveries_and_two_cleanups_at_once_neither_double_finish_nor_double_delete(many, tmp_path) -> None:
     d, dd = many.domain("D"), str(many.domain("D"))
-    # Eight moves killed mid-way (phase 1 only, mid-copy, after phase 3, mid-deletion), and two
+    # Eight moves killed mid-way (phase 1 only, mid-copy, after phase 3, mid-deletion: points
+    # every move passes, whatever its timing), and two
     # failed copies whose partial copies' deletion failed (pending for cleanup).
     points = ["after_phase1_commit", "after_copy_recorded", "after_copy_before_phase3",
-              "after_phase3_commit", "during_source_delete", "after_source_delete_before_rows",
+              "after_phase3_commit", "after_source_delete_accepted", "after_source_delete_before_rows",
               "inside_phase3_before_commit", "after_copy_accepted"]
     for i, point in enumerate(points):
         disk = many.disk(f"d{i}")
