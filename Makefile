@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 # The full suite: behaviour, crash and upgrade tests, and the SQL lint checks.
 test: system $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # The whole crash matrix (every crash point x every fault; `make test` runs a slice of it):
 # a table of cells, and last `crash matrix: N cells, N passed, N failed`. Exit 1 if a cell failed.

@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,6 +224,39 @@ def world(new_db: Callable[..., str], agent_proc: AgentProcess) -> Iterator[Worl
     finally:
         w.sim.clear_faults()
         w.conn.close()
+
+
+# Test files (agents' storage domains, task records) live on tmpfs when there is one: the
+# agent fsyncs every file and directory it writes exactly as in production, and on tmpfs an
+# fsync costs microseconds instead of milliseconds (the order of those fsyncs is tested on its
+# own in tests/agent/test_agent_durability.py). One directory per session, removed at its end;
+# those of killed sessions are swept after a while. --basetemp given on the command line wins.
+_SHM_PREFIX = "movedisk-pytest-"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or config.option.basetemp:
+        return  # an xdist worker gets its own directory under the controller's
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return
+    now = time.time()
+    for old in shm.glob(_SHM_PREFIX + "*"):
+        try:
+            if now - old.stat().st_mtime > 6 * 3600:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    base = Path(tempfile.mkdtemp(prefix=_SHM_PREFIX, dir=shm))
+    os.chmod(base, 0o755)  # the cluster's unprivileged account walks through it
+    config.option.basetemp = str(base / "t")
+    config._movedisk_shm_base = base  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    base = getattr(config, "_movedisk_shm_base", None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from invariants import check, volume_checksums
 from psycopg.rows import dict_row
 
@@ -35,6 +42,10 @@ from movedisk.errors import MovediskError
 
 EXAMPLES = int(os.environ.get("MOVEDISK_MODEL_EXAMPLES", "200"))
 STEPS = int(os.environ.get("MOVEDISK_MODEL_STEPS", "3"))
+# The examples run as SHARDS tests of EXAMPLES / SHARDS examples each, every shard with its own
+# seed (so no two shards run the same examples), so that parallel test workers share them out.
+SHARDS = max(1, int(os.environ.get("MOVEDISK_MODEL_SHARDS", "4")))
+PER_SHARD = -(-EXAMPLES // SHARDS)
 
 DOMAINS = ["S", "D", "E"]
 DISKS = ["t", "a", "b", "c"]  # t: a template's disk; a: based on t; b, c: plain
@@ -327,16 +338,22 @@ class MoveMachine(RuleBasedStateMachine):
             Shared.databases.drop(self.dbname)
 
 
-def test_model_based_moves_recoveries_and_faults(databases, template_db, agent_proc, tmp_path) -> None:
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_model_based_moves_recoveries_and_faults(databases, template_db, agent_proc, tmp_path,
+                                                 shard: int) -> None:
     Shared.prepare(databases, template_db, agent_proc, tmp_path)
     t0 = time.perf_counter()
-    MoveMachine.TestCase.settings = settings(
-        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, derandomize=True,
-        suppress_health_check=list(HealthCheck), database=None, print_blob=True)
+    before = COUNTS["examples"]
+    machine = type(f"MoveMachineShard{shard}", (MoveMachine,), {})
+    machine._hypothesis_internal_use_seed = 0x6D76 + shard  # type: ignore[attr-defined]
     try:
-        MoveMachine.TestCase().runTest()
+        run_state_machine_as_test(machine, settings=settings(
+            max_examples=PER_SHARD, stateful_step_count=STEPS, deadline=None,
+            suppress_health_check=list(HealthCheck), database=None, print_blob=True))
     finally:
         databases.drop(Shared.base)
-    print(f"\nmodel: {COUNTS['examples']} examples, {COUNTS['steps']} steps, "
+    ran = COUNTS["examples"] - before
+    print(f"\nmodel shard {shard}/{SHARDS}: {ran} examples, {COUNTS['steps']} steps so far, "
           f"{time.perf_counter() - t0:.1f}s")
-    assert COUNTS["examples"] >= min(EXAMPLES, 200)
+    # Every shard runs its share: EXAMPLES (at least 200 by default) over all shards.
+    assert ran >= PER_SHARD
