@@ -75,6 +75,7 @@ FAULT_KINDS = {
                   "(qemu-img is held still between its progress steps to keep that pace)",
     "delete_fail": "the deletion fails (ImageDeleteError) before touching anything",
     "delete_die": "the agent process exits in the middle of the deletion (after the rename)",
+    "delete_delay": "slow deletion: the task runs `seconds` (default 1) before it touches anything",
     "die_at": "the agent process exits at `point`: data_synced, meta_legal, dirs_synced, "
               "copy_recorded (Move), delete_renamed, delete_removed, before_finished",
 }
@@ -538,6 +539,8 @@ class Agent:
                 raise ImageDeleteError(f"Could not remove all image's volumes: injected fault "
                                        f"{f.id}", faultID=f.id, imgUUID=img)
             die = die or f.kind == "delete_die"
+            if f.kind == "delete_delay":
+                time.sleep(float(f.params.get("seconds", 1.0)))
         return die
 
     def _remove_image_dir(self, sd: str, img: str, postZero: bool, die: bool = False,

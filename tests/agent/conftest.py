@@ -49,10 +49,17 @@ def agent(agent_root: Path) -> Iterator[AgentProcess]:
 
 
 @pytest.fixture(scope="module")
-def module_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+def module_agent() -> Iterator[AgentProcess]:
     """One agent for a whole module whose tests neither kill it nor count every task
-    (each test makes its own domains, so tests do not see each other's image groups)."""
-    yield from _run_agent(tmp_path_factory.mktemp("agent"))
+    (each test makes its own domains, so tests do not see each other's image groups).
+    Its domains live on a disk filesystem (/var/tmp), not on the tmpfs the other tests use:
+    these tests assert what a storage domain's filesystem keeps (holes stay holes), and tmpfs
+    allocates in its own units."""
+    root = Path(tempfile.mkdtemp(prefix="movedisk-agent-", dir="/var/tmp"))
+    try:
+        yield from _run_agent(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

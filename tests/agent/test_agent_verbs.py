@@ -195,10 +195,10 @@ def test_running_task_cannot_be_cleared_and_stop_aborts_it(
 
 
 def test_delete_with_post_zero_wipes_the_data_before_removing(
-    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path, tmp_path: Path
+    client: StorageClient, sim: SimControl, pool: Pool, agent_root: Path
 ) -> None:
     img, vols = make_chain(sim, pool.src)
-    witness = tmp_path / "witness"  # a second name for the base volume's inode
+    witness = agent_root / f"witness-{new_id()}"  # a second name for the base volume's inode
     os.link(volume_path(agent_root, pool.src, img, vols[0]), witness)
     assert any(witness.read_bytes())
     st = client.wait_task(client.delete_image(pool.sp, pool.src, img, postZero=True))
