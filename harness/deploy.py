@@ -70,27 +70,34 @@ WHERE script ~ %(ours)s
   AND NOT EXISTS (SELECT 1 FROM public.schema_version WHERE current AND script !~ %(ours)s)
 """
 
-# Settings a session may change, with their values now.
+# Settings a session may change, with their values now, as two array literals (the server
+# spells them, so the restore below gets them back as text[] without quoting on this side).
 _SETTINGS = """
-SELECT name, setting FROM pg_catalog.pg_settings
-WHERE context IN ('user', 'superuser') AND name NOT LIKE 'transaction\\_%%'
-"""
-
-# Put back ``names``/``values`` where a script changed them (session level: they are the
-# caller's values), then the deploy's own SET LOCALs.
-_RESTORE = """
-SELECT count(pg_catalog.set_config(s.name, b.setting, false))
+SELECT pg_catalog.array_agg(s.name ORDER BY s.name)::text AS names,
+       pg_catalog.array_agg(pg_catalog.current_setting(s.name) ORDER BY s.name)::text AS vals
 FROM pg_catalog.pg_settings AS s
-JOIN unnest(%(names)s::text[], %(values)s::text[]) AS b (name, setting) ON b.name = s.name
-WHERE s.setting IS DISTINCT FROM b.setting
+WHERE s.context IN ('user', 'superuser') AND s.name NOT LIKE 'transaction\\_%%'
 """
 
-_LOCALS = """
-SELECT pg_catalog.set_config('lock_timeout', %(lock_timeout)s, true),
+# One round trip after every script: put back ``names``/``values`` where the script changed
+# them (session level: they are the caller's values), then the deploy's own SET LOCALs.
+# current_setting() per name instead of a scan of pg_settings (which renders every setting
+# with its descriptions: ~6x slower, and this runs after each of the ~50 files). The CTE
+# holds a volatile function, so it is computed, whole, before the outer SELECT's SET LOCALs.
+_RESTORE = """
+WITH restored AS (
+    SELECT pg_catalog.count(pg_catalog.set_config(b.name, b.setting, false)) AS n
+    FROM ROWS FROM (pg_catalog.unnest(%(names)s::pg_catalog.text[]),
+                    pg_catalog.unnest(%(values)s::pg_catalog.text[])) AS b (name, setting)
+    WHERE pg_catalog.current_setting(b.name) IS DISTINCT FROM b.setting
+)
+SELECT r.n,
+       pg_catalog.set_config('lock_timeout', %(lock_timeout)s, true),
        pg_catalog.set_config('statement_timeout', '0', true),
        pg_catalog.set_config('search_path', 'public, pg_temp', true),
        pg_catalog.set_config('client_min_messages', 'warning', true),
        pg_catalog.set_config('check_function_bodies', 'on', true)
+FROM restored AS r
 """
 
 # Functions and views of the schema (no extension's) with what tells a new definition.
@@ -141,17 +148,19 @@ WHERE v.oid = ANY (SELECT pg_catalog.to_regclass(n) FROM unnest(%s::text[]) AS n
   AND (p.oid IS NOT NULL OR o.oid IS NOT NULL)
 """
 
-# Functions of public with the same name as ``%s`` whose input types are a strict prefix of
-# its own: the engine's version of a function the package extends with trailing parameters.
+# For each function of ``%s`` (identities), the functions of public with the same name whose
+# input types are a strict prefix of its own: the engine's version of a function the package
+# extends with trailing parameters. (One query for all: a fresh deploy asks it of ~170.)
 _SHORTER_OVERLOADS = """
-SELECT o.oid::regprocedure::text
-FROM pg_catalog.pg_proc AS n
+SELECT i.identity, o.oid::regprocedure::text
+FROM pg_catalog.unnest(%s::pg_catalog.text[]) WITH ORDINALITY AS i (identity, ord)
+JOIN pg_catalog.pg_proc AS n ON n.oid = pg_catalog.to_regprocedure(i.identity)
 JOIN pg_catalog.pg_proc AS o
     ON o.proname = n.proname AND o.pronamespace = n.pronamespace AND o.oid <> n.oid
-WHERE n.oid = pg_catalog.to_regprocedure(%s)
-  AND o.pronargs < n.pronargs
+WHERE o.pronargs < n.pronargs
   AND n.pronargs - n.pronargdefaults <= o.pronargs
   AND (o.proargtypes::oid[])[0:o.pronargs - 1] = (n.proargtypes::oid[])[0:o.pronargs - 1]
+ORDER BY i.ord, 2
 """
 
 _RECORDED = """
@@ -358,19 +367,19 @@ class _Abort(Exception):
 class _Session:
     """The caller's session settings and the deploy's own, put back after every file."""
 
-    names: list[str]
-    values: list[str]
+    names: str  # text[] literals, as the server spelled them
+    values: str
     lock_timeout_ms: str
 
     @classmethod
     def capture(cls, conn: psycopg.Connection[Any], lock_timeout_s: float) -> _Session:
-        rows = _rows(conn, _SETTINGS)
-        return cls([r[0] for r in rows], [r[1] for r in rows], str(int(lock_timeout_s * 1000)))
+        names, values = _rows(conn, _SETTINGS)[0]
+        return cls(names, values, str(int(lock_timeout_s * 1000)))
 
     def restore(self, conn: psycopg.Connection[Any]) -> None:
         with conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(_RESTORE, {"names": self.names, "values": self.values})
-            cur.execute(_LOCALS, {"lock_timeout": self.lock_timeout_ms})
+            cur.execute(_RESTORE, {"names": self.names, "values": self.values,
+                                   "lock_timeout": self.lock_timeout_ms}, prepare=True)
 
 
 _LOCKED_BY = re.compile(
@@ -419,6 +428,24 @@ def _lock_error(
     )
 
 
+_FILE_BEGIN = "SAVEPOINT movedisk_deploy_file;\n"
+_FILE_END = "\n;\nRELEASE SAVEPOINT movedisk_deploy_file"
+_FILE_UNDO = "ROLLBACK TO SAVEPOINT movedisk_deploy_file; RELEASE SAVEPOINT movedisk_deploy_file"
+
+
+def _execute_saved(conn: psycopg.Connection[Any], text: str) -> None:
+    """Run ``text`` under its own savepoint in one round trip; on error, back to it and raise
+    (the error's position counts from the start of _FILE_BEGIN: see _error_line)."""
+    try:
+        conn.execute(_FILE_BEGIN + text + _FILE_END)
+    except psycopg.Error:
+        try:
+            conn.execute(_FILE_UNDO)
+        except psycopg.Error:
+            pass  # (a lost connection: the first error is the one to tell)
+        raise
+
+
 def _execute_file(
     conn: psycopg.Connection[Any], f: SqlFile, session: _Session,
     owned: set[tuple[str, str]] | None = None,
@@ -431,13 +458,15 @@ def _execute_file(
     replaced by a drop and a create."""
     statements = split_statements(f.text)
     if decide is None:
+        # The file between a savepoint and its release, all in one round trip (the text is
+        # the package's own, as it is in the file; only constants are added around it).
         try:
-            with conn.transaction():
-                conn.execute(f.text)
-            session.restore(conn)
-            return len(statements)
+            _execute_saved(conn, f.text)
         except psycopg.Error as exc:
             failure: psycopg.Error | None = exc
+        else:
+            session.restore(conn)
+            return len(statements)
     else:
         failure = None
     ran = 0
@@ -447,8 +476,7 @@ def _execute_file(
                 continue
             ran += 1
             try:
-                with conn.transaction():
-                    conn.execute(st.text)
+                _execute_saved(conn, st.text)
             except psycopg.Error as exc:
                 if exc.sqlstate in ("42P13", "42P16") and _created(st):
                     _replace(conn, f, st, exc, session, owned or set())
@@ -562,8 +590,8 @@ def _error_line(st: Statement, exc: psycopg.Error) -> int:
     import re
 
     diag = exc.diag
-    if diag.statement_position:
-        return st.file_line(int(diag.statement_position) - 1)
+    if diag.statement_position:  # the statement was sent after _FILE_BEGIN
+        return st.file_line(int(diag.statement_position) - 1 - len(_FILE_BEGIN))
     context = diag.context or ""
     m = re.search(r"(?:line|near line) (\d+)", context)
     if m:
@@ -751,23 +779,25 @@ def _apply_procedures(
     # An engine function the package extends with trailing parameters (defaulted) would stay
     # next to the package's as an overload, and the engine's calls would become ambiguous:
     # the package's replaces it (dropped without CASCADE), and stands for it (adopted).
-    for kind, identity in list(defined):
-        if kind != "function" or identity in {_qualify(i) for i in before.routines}:
+    had = {_qualify(i) for i in before.routines}
+    new_functions = [i for k, i in defined if k == "function" and i not in had]
+    dropped_overloads: set[str] = set()
+    for identity, old in _rows_params(conn, _SHORTER_OVERLOADS, (new_functions,)):
+        if (("function", _qualify(old)) in defined or ("function", _qualify(old)) in owned
+                or _qualify(old) in dropped_overloads):
             continue
-        for (old,) in _rows_params(conn, _SHORTER_OVERLOADS, (identity,)):
-            if ("function", _qualify(old)) in defined or ("function", _qualify(old)) in owned:
-                continue
-            try:
-                with conn.transaction():
-                    conn.execute(_rows_params(conn, _DROP_STATEMENT, {
-                        "kind": "function", "identity": _qualify(old)})[0][0])
-            except psycopg.Error as exc:
-                raise DeployError(
-                    f"function {identity} extends {old} of the database, which cannot be "
-                    f"dropped: {_message(exc)}", sqlstate=exc.sqlstate,
-                ) from exc
-            report.replaced.append(f"function {_qualify(old)} by {identity}")
-            recorded[("function", identity)] = (None, None, True)
+        try:
+            with conn.transaction():
+                conn.execute(_rows_params(conn, _DROP_STATEMENT, {
+                    "kind": "function", "identity": _qualify(old)})[0][0])
+        except psycopg.Error as exc:
+            raise DeployError(
+                f"function {identity} extends {old} of the database, which cannot be "
+                f"dropped: {_message(exc)}", sqlstate=exc.sqlstate,
+            ) from exc
+        dropped_overloads.add(_qualify(old))
+        report.replaced.append(f"function {_qualify(old)} by {identity}")
+        recorded[("function", identity)] = (None, None, True)
     tables_now = _table_identities(conn)
     for f in tree.tables:
         for st in split_statements(f.text):
@@ -810,11 +840,14 @@ def _apply_procedures(
                     ) from exc
                 report.dropped.append(f"{kind} {identity}")
         conn.execute(_FORGET, (kind, identity))
+    upserts = []
     for (kind, identity), (source, digest, definition) in defined.items():
         adopted = recorded[(kind, identity)][2] if (kind, identity) in recorded else (
             (kind, identity) in existing and not claim_all
         )
-        conn.execute(_UPSERT, (kind, identity, source, digest, definition, adopted))
+        upserts.append((kind, identity, source, digest, definition, adopted))
+    with conn.cursor() as cur:  # pipelined: ~200 rows on a fresh deploy
+        cur.executemany(_UPSERT, upserts)
     report.functions = sum(1 for k in defined if k[0] == "function")
     report.views = sum(1 for k in defined if k[0] == "view")
 
