@@ -61,6 +61,13 @@ INSERT INTO public.schema_version
 VALUES (%s, %s, %s, current_user, %s, clock_timestamp(), 'INSTALLED', false, %s)
 """
 
+_RECORD_FRESH = """
+INSERT INTO public.schema_version
+    (version, script, checksum, installed_by, started_at, ended_at, state, current, comment)
+VALUES (%s, %s, %s, current_user, clock_timestamp()::timestamp, clock_timestamp(), 'INSTALLED',
+        false, %s)
+"""
+
 # The newest package row becomes current only where no other tool's row is current: the
 # row an engine's own upgrade tool reads as its version (oVirt: current = true) stays.
 _MARK_CURRENT = """
@@ -668,10 +675,15 @@ class _Objects:
 
     @classmethod
     def read(cls, conn: psycopg.Connection[Any]) -> _Objects:
-        return cls(
-            dict(_rows(conn, _ROUTINES)),  # type: ignore[arg-type]
-            {i: (v, h) for i, v, h in _rows(conn, _VIEWS)},
-        )
+        with conn.cursor(row_factory=tuple_row) as routines, \
+                conn.cursor(row_factory=tuple_row) as views:
+            with conn.pipeline():  # one round trip for both
+                routines.execute(_ROUTINES)
+                views.execute(_VIEWS)
+            return cls(
+                dict(routines.fetchall()),  # type: ignore[arg-type]
+                {i: (v, h) for i, v, h in views.fetchall()},
+            )
 
 
 def _unqualified(identity: str) -> str:
@@ -940,9 +952,12 @@ def deploy(
             if fresh:
                 for f in tree.tables:
                     report.statements += _execute_file(conn, f, session)
-                for f in tree.upgrades:
-                    _record(conn, f, "fresh install: included in sql/tables/")
-                    report.upgrades_marked.append(f.name)
+                with conn.cursor() as cur:  # pipelined
+                    cur.executemany(_RECORD_FRESH, [
+                        (f.version, f.name, f.checksum, "fresh install: included in sql/tables/")
+                        for f in tree.upgrades
+                    ])
+                report.upgrades_marked.extend(f.name for f in tree.upgrades)
             else:
                 report.mode = "upgrade"
                 # The package's own database from before package_objects was kept: no other

@@ -13,35 +13,49 @@ GRANT USAGE ON SCHEMA public TO movedisk_owner, movedisk_engine, movedisk_dba;
 DO $grants$
 DECLARE
     r record;
+    routines text;
 BEGIN
     FOR r IN
-        SELECT o.object_type, o.object_identity, o.adopted
+        SELECT o.object_type, o.object_identity
         FROM public.package_objects AS o
+        WHERE o.object_type IN ('function', 'view', 'table')
         ORDER BY o.object_type, o.object_identity
     LOOP
         IF r.object_type = 'function' THEN
             EXECUTE pg_catalog.format(
                 'ALTER ROUTINE %s OWNER TO movedisk_owner', r.object_identity::regprocedure
             );
-            IF NOT r.adopted THEN
-                EXECUTE pg_catalog.format(
-                    'REVOKE ALL ON ROUTINE %s FROM PUBLIC', r.object_identity::regprocedure
-                );
-            END IF;
-            EXECUTE pg_catalog.format(
-                'GRANT EXECUTE ON ROUTINE %s TO movedisk_engine', r.object_identity::regprocedure
-            );
         ELSIF r.object_type = 'view' THEN
             EXECUTE pg_catalog.format(
                 'GRANT SELECT ON %s TO movedisk_owner, movedisk_dba', r.object_identity::regclass
             );
-        ELSIF r.object_type = 'table' THEN
+        ELSE
             EXECUTE pg_catalog.format(
                 'GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO movedisk_owner',
                 r.object_identity::regclass
             );
         END IF;
     END LOOP;
+    -- The functions' REVOKE and GRANT as one statement each, for all of them at once (one
+    -- statement per function made them a quarter of a fresh deploy's server time).
+    SELECT pg_catalog.string_agg(
+        o.object_identity::regprocedure::text, ', ' ORDER BY o.object_identity
+    )
+    INTO routines
+    FROM public.package_objects AS o
+    WHERE o.object_type = 'function' AND NOT o.adopted;
+    IF routines IS NOT NULL THEN
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', routines);
+    END IF;
+    SELECT pg_catalog.string_agg(
+        o.object_identity::regprocedure::text, ', ' ORDER BY o.object_identity
+    )
+    INTO routines
+    FROM public.package_objects AS o
+    WHERE o.object_type = 'function';
+    IF routines IS NOT NULL THEN
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO movedisk_engine', routines);
+    END IF;
     -- The sequences behind the package tables' serial columns.
     FOR r IN
         SELECT s.oid::regclass AS seq
