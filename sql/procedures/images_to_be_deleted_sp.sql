@@ -215,44 +215,56 @@ RETURNS TABLE (
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
+DECLARE
+    v_on_src BOOLEAN;
+    v_pending UUID[];
+    v_at INTEGER;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_guid = v_image_id) THEN
-        RAISE EXCEPTION 'no image has id %', v_image_id USING ERRCODE = 'MD001';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM public.images_to_be_deleted AS t WHERE t.image_id = v_image_id) THEN
-        RAISE EXCEPTION 'image % is not a temporary (To_Be_Deleted) image', v_image_id
-            USING ERRCODE = 'MD006';
-    END IF;
-    RETURN QUERY
+    -- One query (the errors are told apart only when it finds no row); the source domain is
+    -- merged into the sorted pending domains here, by expressions, not by a second sub-plan.
     SELECT
         t.image_id,
         tmp.image_group_id,
-        CASE WHEN live.on_src THEN 'DB_ONLY' ELSE 'STORAGE_AND_DB' END,
+        public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage),
         p.storage_pool_id,
         t.src_storage,
         t.src_image_group_id,
         t.src_image_id,
         coalesce(b.wipe_after_delete, FALSE),
         tmp.imagestatus,
+        -- Pending deletions elsewhere (the primary key's order), never where G is live.
         ARRAY(
-            SELECT d.sd
-            FROM (
-                SELECT t.src_storage AS sd WHERE NOT live.on_src
-                UNION
-                SELECT g.storage_domain_id
-                FROM public.image_groups_to_be_deleted AS g
-                WHERE g.image_group_id = t.src_image_group_id
-                  AND NOT public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
-            ) AS d
-            ORDER BY d.sd
+            SELECT g.storage_domain_id
+            FROM public.image_groups_to_be_deleted AS g
+            WHERE g.image_group_id = t.src_image_group_id
+              AND g.storage_domain_id <> t.src_storage
+              AND NOT public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
+            ORDER BY g.storage_domain_id
         )
+    INTO image_id, image_group_id, v_on_src, storage_pool_id, storage_domain_id,
+        src_image_group_id, src_image_id, wipe_after_delete, imagestatus, v_pending
     FROM public.images_to_be_deleted AS t
     INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
-    CROSS JOIN LATERAL (
-        SELECT public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage) AS on_src
-    ) AS live
     LEFT JOIN public.base_disks AS b ON b.disk_id = tmp.image_group_id
     LEFT JOIN public.storage_pool_iso_map AS p ON p.storage_id = t.src_storage
     WHERE t.image_id = v_image_id;
+    IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_guid = v_image_id) THEN
+            RAISE EXCEPTION 'no image has id %', v_image_id USING ERRCODE = 'MD001';
+        END IF;
+        RAISE EXCEPTION 'image % is not a temporary (To_Be_Deleted) image', v_image_id
+            USING ERRCODE = 'MD006';
+    END IF;
+    IF v_on_src THEN
+        removal := 'DB_ONLY';
+        delete_on_storage_domain_ids := v_pending;
+    ELSE
+        -- The source domain too, in its place in the sorted list.
+        removal := 'STORAGE_AND_DB';
+        v_at := width_bucket(storage_domain_id, v_pending);
+        delete_on_storage_domain_ids :=
+            v_pending[:v_at] || storage_domain_id || v_pending[v_at + 1:];
+    END IF;
+    RETURN NEXT;
 END;
 $procedure$;
