@@ -132,11 +132,35 @@ def moves(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def recovery(result: dict[str, Any], path: Path) -> None:
+    """Time to recover N moves in flight and to end as many normally, against N."""
+    figs = sorted((f for f in result["figures"] if f.get("group") == "recovery" and "moves" in f),
+                  key=lambda f: f["moves"])
+    if not figs:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    n = [f["recovered"] for f in figs]
+    ax.plot(n, [f["value"] for f in figs], "o-", label="recovery after a crash")
+    ax.plot(n, [f["baseline"] for f in figs], "o--", color="tab:gray",
+            label="as many normal ends, same stages")
+    ax.plot(n, [2 * f["baseline"] for f in figs], ":", color="tab:red", label="goal: 2x")
+    ax.set_xlabel("moves in flight")
+    ax.set_ylabel("seconds")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Recovery (instant agent, one process)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def draw(result: dict[str, Any], outdir: Path) -> list[str]:
     outdir.mkdir(exist_ok=True)
     done = []
     for name, fn in (("lookups", lookups), ("storage_match", storage_match), ("moves", moves),
-                     ("ratios", ratios)):
+                     ("recovery", recovery), ("ratios", ratios)):
         path = outdir / f"{name}.png"
         fn(result, path)
         if path.exists():
