@@ -6,12 +6,17 @@ it, disks with snapshot chains), then: a clean move with its progress bar; a tem
 whose source deletion is blocked by the VMs' volumes, leaving an ILLEGAL leftover; that leftover
 removed once the VMs' disks moved away; a move whose process is killed (SIGKILL) in the middle of
 its copy, then ``recover`` finishing it; the verification clean at the end.
+
+The disks are qcow2 chains with data in them: before the first move each disk's image group is
+copied aside (a reference), and after every move each volume of the moved chain is checked
+against its reference with ``qemu-img compare`` (what a guest reads, byte for byte).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -88,18 +93,23 @@ def run(args: argparse.Namespace) -> int:
     dom = {k.rsplit("-", 1)[0]: k for k in made.domains}
     disk = {k.rsplit("-", 1)[0]: k for k in made.disks}
     for alias, d in made.disks.items():
-        say.note(f"disk {alias}: {len(d['volumes'])} volume(s) on {_name(made, d['domain'])}")
+        say.note(f"disk {alias}: {len(d['volumes'])} qcow2 volume(s) on "
+                 f"{_name(made, d['domain'])}")
+    agent_root = Path(StorageClient(sock).ping()["root"])
+    check = ContentCheck(say, agent_root, made, Path(dsn_home()) / "demo-reference" / run_id)
 
     say.step("A clean move: db1-data (3 volumes, 48 MiB of data) from fast-ssd to bulk-nfs. "
              "Phase 1 locks it and creates its temporary disk, the agent copies it (phase 2), "
              "phase 3 maps it on bulk-nfs, then the source is wiped and deleted")
     sim.add_fault("copy_delay", imgUUID=made.disks[disk["db1-data"]]["id"], bytes_per_second=40 << 20)
     say.cli(env, "move", disk["db1-data"], "--to", dom["bulk-nfs"], "--wait")
+    check.compare(disk["db1-data"], dom["bulk-nfs"])
 
     say.step("Move the template's disk rhel9-os to bulk-nfs: the copy succeeds, but the agent "
              "refuses to delete the source, since web1-os and web2-os are built on its volume "
              "there. The temporary disk stays ILLEGAL: it is the record of the leftover")
     say.cli(env, "move", disk["rhel9-os"], "--to", dom["bulk-nfs"], "--wait")
+    check.compare(disk["rhel9-os"], dom["bulk-nfs"])
     say.cli(env, "status")
     if say.has_command("disks"):
         say.cli(env, "disks", "--temporary")
@@ -110,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
              "leftover: nothing depends on it any more, so the agent deletes it and the "
              "temporary disk goes")
     say.cli(env, "move", disk["web1-os"], "--to", dom["bulk-nfs"], "--wait")
+    check.compare(disk["web1-os"], dom["bulk-nfs"])
     say.cli(env, "move", disk["web2-os"], "--to", dom["bulk-nfs"], "--wait")
+    check.compare(disk["web2-os"], dom["bulk-nfs"])
     with connect(dsn) as conn:
         tmp = [r["temporary_disk_id"] for r in conn.execute("SELECT * FROM GetAllTemporaryDisks()")]
     for t in tmp:
@@ -124,9 +136,14 @@ def run(args: argparse.Namespace) -> int:
             dom["archive"], "--wait", "--no-recover", expect_fail=True)
     say.cli(env, "status")
     say.cli(env, "recover")
+    check.compare(disk["db1-logs"], dom["archive"])
 
     say.step("Verify: the database's checks, and every volume where the database says, intact")
-    ok = _verify(say, env, dsn, sock)
+    ok = _verify(say, env, dsn, sock) and check.ok
+    check.discard()
+    if check.ok:
+        say.note(f"qemu-img compare: {check.compared} volume(s) after {check.moves} move(s), "
+                 "every one identical to its original")
     seconds = time.monotonic() - t0
     say.step(f"Done in {seconds:.1f}s. The cluster and the agent keep running:")
     say.note(f'psql "{dsn}"')
@@ -181,6 +198,50 @@ def _verify(say: Narrator, env: dict[str, str], dsn: str, sock: str) -> bool:
     if not findings:
         say.note("VerifyAll: no finding")
     return not findings and res == 0
+
+
+def dsn_home() -> Path:
+    from .pgserver import movedisk_home
+
+    return movedisk_home()
+
+
+class ContentCheck:
+    """Each disk's chain kept aside before the moves; after a move, every volume of the chain
+    on the destination compared with its reference by ``qemu-img compare`` (the content a
+    guest reads through the chain, byte for byte, whatever the qcow2 files' layout)."""
+
+    def __init__(self, say: Narrator, root: Path, made: inventory.Made, ref: Path) -> None:
+        self.say, self.root, self.made, self.ref = say, root, made, ref
+        self.ok, self.compared, self.moves = True, 0, 0
+        ref.mkdir(parents=True, exist_ok=True)
+        for d in made.disks.values():
+            src = root / "domains" / d["domain"] / "images" / d["id"]
+            subprocess.run(["cp", "-a", "--sparse=always", str(src), str(ref / d["id"])],
+                           check=True)
+
+    def compare(self, alias: str, domain: str) -> None:
+        d = self.made.disks[alias]
+        img_dir = self.root / "domains" / self.made.domains[domain] / "images" / d["id"]
+        differ = []
+        for vol in d["volumes"]:
+            res = subprocess.run(["qemu-img", "compare", "-U", str(img_dir / vol),
+                                  str(self.ref / d["id"] / vol)],
+                                 capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                differ.append(f"{vol[:8]}: {(res.stdout or res.stderr).strip()}")
+        self.moves += 1
+        self.compared += len(d["volumes"])
+        if differ:
+            self.ok = False
+            self.say.note(f"qemu-img compare: {alias} on {domain} DIFFERS from the original: "
+                          + "; ".join(differ))
+        else:
+            self.say.note(f"qemu-img compare: {alias}'s {len(d['volumes'])} volume(s) on "
+                          f"{domain} identical to the originals, byte for byte")
+
+    def discard(self) -> None:
+        shutil.rmtree(self.ref, ignore_errors=True)
 
 
 class Narrator:

@@ -18,14 +18,25 @@ the names, so that the same file gives the same ids)::
                             "wipe_after_delete": true}]}]
     }]}
 
-A disk has ``snapshots`` + 1 volumes (base first); with ``template_disk`` its base volume's
-parent is that template disk's volume (the template must be on the same domain).
+A disk has ``snapshots`` + 1 volumes (base first), qcow2 images; with ``template_disk`` its base
+volume's parent is that template disk's volume (the template must be on the same domain).
 ``status`` of a domain: active (default), maintenance, inactive.
+
+A disk can instead be made of existing images: ``{"alias": "legacy", "domain": "sd1",
+"import": {"dir": "/srv/images/legacy"}}`` (``"import": "/srv/images/legacy"`` is the same; a
+relative dir is taken from the inventory file's directory). The directory holds one chain of
+qcow2/raw images (each naming its parent as backing file, inside the directory; see ``movedisk
+agent import``): the agent adopts it as one image group of the domain (the files are copied,
+the originals left alone) and the database records its volumes with the format, virtual size,
+parent and allocation the agent reads from the images. The disk's id is the image group's (the
+directory's name when that is a UUID); ``size``, ``data``, ``snapshots`` and ``template_disk``
+do not apply.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -35,16 +46,19 @@ from typing import Any
 
 import psycopg
 
-from .agent import SimControl
+from .agent import SimControl, images
+from .agent.errors import AgentError
 from .agent.layout import BLANK_UUID
 from .db import call
 from .errors import MovediskError
 
 _SALT = ""
+_REHEARSAL = False  # build's first pass: the database alone, rolled back
 NAMESPACE = uuid.UUID("6f1d6b35-7c1e-4f4e-9a55-6d6f76656469")
 ZERO = uuid.UUID(int=0)
 DOMAIN_STATUS = {"active": 3, "maintenance": 6, "inactive": 4}
 GB = 1 << 30
+VOLUME_FORMAT = {images.COW: 4, images.RAW: 5}  # oVirt VolumeFormat
 
 
 class _Rehearsed(Exception):
@@ -98,6 +112,16 @@ def load(path: str | Path) -> dict[str, Any]:
         raise InventoryError(f"{path} is not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("data_centers"), list):
         raise InventoryError(f"{path}: expected an object with a list 'data_centers'")
+    base = Path(path).absolute().parent
+    for dc in data["data_centers"]:  # import dirs relative to the file
+        for owner in [*dc.get("templates", []), *dc.get("vms", [])] if isinstance(dc, dict) else []:
+            for disk in owner.get("disks", []) if isinstance(owner, dict) else []:
+                if isinstance(disk, dict) and "import" in disk:
+                    imp = disk["import"]
+                    d = imp.get("dir") if isinstance(imp, dict) else imp
+                    if isinstance(d, str) and d:
+                        disk["import"] = {**(imp if isinstance(imp, dict) else {}),
+                                          "dir": str(base / d)}
     return data
 
 
@@ -106,11 +130,12 @@ def build(conn: psycopg.Connection[Any], sim: SimControl | None, spec: dict[str,
     """Create everything in ``spec`` on the database (one transaction) and on the agent
     (``sim``; None: the database only, for storage already made from the same file).
     ``salt`` varies the ids derived from names (tests build the same file many times)."""
-    global _SALT
+    global _SALT, _REHEARSAL
     _SALT = salt
     if sim is not None:
         # A rehearsal on the database alone, rolled back: a bad file fails here, before the
         # agent made anything.
+        _REHEARSAL = True
         try:
             with conn.transaction():
                 for dc in spec["data_centers"]:
@@ -118,6 +143,8 @@ def build(conn: psycopg.Connection[Any], sim: SimControl | None, spec: dict[str,
                 raise _Rehearsed
         except _Rehearsed:
             pass
+        finally:
+            _REHEARSAL = False
     made = Made()
     with conn.transaction():
         for dc in spec["data_centers"]:
@@ -185,6 +212,8 @@ def _disk(conn: psycopg.Connection[Any], sim: SimControl | None, disk: dict[str,
     if dom not in domains:
         raise InventoryError(f"disk {alias}: unknown domain {dom!r}")
     sd = domains[dom]
+    if "import" in disk:
+        return _imported_disk(conn, sim, disk, alias, sd, owner_id, made)
     size = size_of(disk.get("size", "16M"), f"disk {alias} size")
     data = size_of(disk.get("data", "1M"), f"disk {alias} data")
     if data > size:
@@ -212,7 +241,7 @@ def _disk(conn: psycopg.Connection[Any], sim: SimControl | None, disk: dict[str,
         chunk = min(chunk, size)
         now = datetime.now(timezone.utc)
         call(conn, "InsertImage", now, vol, it_guid, size, prev, 1, now, None, 2,
-             5 if prev == ZERO else 4, disk_id, i == count - 1, 0 if i == count - 1 else 1, i + 1)
+             VOLUME_FORMAT[images.COW], disk_id, i == count - 1, 0 if i == count - 1 else 1, i + 1)
         call(conn, "Insertdisk_image_dynamic", vol, 0, 0, 0, 0, chunk, None, None, None)
         call(conn, "Insertimage_storage_domain_map", vol, sd, None, None)
         offset = (i * 65536) % max(1, size - chunk + 1)
@@ -227,3 +256,70 @@ def _disk(conn: psycopg.Connection[Any], sim: SimControl | None, disk: dict[str,
                          parent=str(parent) if parent != ZERO else BLANK_UUID)
     made.disks[alias] = {"id": str(disk_id), "domain": str(sd), "volumes": [str(v) for v in vols]}
     return vols
+
+
+def _import_dir(disk: dict[str, Any], alias: str) -> Path:
+    imp = disk["import"]
+    d = imp.get("dir") if isinstance(imp, dict) else imp
+    if not isinstance(d, str) or not d:
+        raise InventoryError(f"disk {alias}: import needs a directory: "
+                             '"import": {"dir": "/path/to/images"}')
+    path = Path(d).absolute()
+    if not path.is_dir():
+        raise InventoryError(f"disk {alias}: import: not a directory: {path}")
+    for key in ("size", "data", "snapshots", "template_disk"):
+        if key in disk:
+            raise InventoryError(f"disk {alias}: {key!r} does not apply to an imported disk "
+                                 "(its images say what it is)")
+    return path
+
+
+def _imported_disk(conn: psycopg.Connection[Any], sim: SimControl | None, disk: dict[str, Any],
+                   alias: str, sd: uuid.UUID, owner_id: uuid.UUID, made: Made) -> list[uuid.UUID]:
+    """A disk made of the existing images of one directory: adopted by the agent
+    (Sim.importImages), recorded with what the agent read from them."""
+    path = _import_dir(disk, alias)
+    if sim is None and not _REHEARSAL:
+        raise InventoryError(f"disk {alias}: an imported disk needs the storage agent "
+                             "(it adopts the images)")
+    try:
+        if sim is None:  # the rehearsal: what the agent would make, read here
+            plan = images.import_plan(path)
+            groups = [{"imgUUID": g.img_id, "template": g.template_parent, "volumes": [
+                {"volUUID": v.vol_id, "parent": v.parent_id or BLANK_UUID, "format": v.format,
+                 "capacity": v.capacity, "truesize": os.stat(v.path).st_blocks * 512}
+                for v in g.volumes]} for g in plan]
+        else:
+            groups = sim.import_images(str(sd), path)
+    except AgentError as exc:
+        raise InventoryError(f"disk {alias}: import of {path}: {exc.message}") from None
+    if len(groups) != 1 or groups[0].get("template") or any(
+            v.get("shared") for v in groups[0]["volumes"]):
+        raise InventoryError(f"disk {alias}: {path} holds {len(groups)} chains; an imported "
+                             "disk is one chain whose base is in the directory")
+    group = groups[0]
+    disk_id = uuid.UUID(group["imgUUID"])
+    if disk.get("id") and id_of(disk, "disk", alias) != disk_id:
+        raise InventoryError(f"disk {alias}: an imported disk's id is its image group's "
+                             f"({disk_id}); leave out 'id' or name the directory by it")
+    call(conn, "InsertBaseDisk", disk_id, bool(disk.get("wipe_after_delete", False)), "Off",
+         alias, "", False, None, 0, None, 0, "None", None)
+    vols = group["volumes"]
+    ids = []
+    for i, v in enumerate(vols):
+        vol = uuid.UUID(v["volUUID"])
+        parent = ZERO if v["parent"] == BLANK_UUID else uuid.UUID(v["parent"])
+        last = i == len(vols) - 1
+        now = datetime.now(timezone.utc)
+        call(conn, "InsertImage", now, vol, ZERO, int(v["capacity"]), parent, 1, now, None, 2,
+             VOLUME_FORMAT[v["format"]], disk_id, last, 0 if last else 1, i + 1)
+        call(conn, "Insertdisk_image_dynamic", vol, 0, 0, 0, 0, int(v.get("truesize") or 0),
+             None, None, None)
+        call(conn, "Insertimage_storage_domain_map", vol, sd, None, None)
+        ids.append(vol)
+    call(conn, "InsertVmDevice", disk_id, owner_id, "disk", "disk", "", "", True, True, False, "", "",
+         None, None, None)
+    made.disks[alias] = {"id": str(disk_id), "domain": str(sd), "volumes": [str(v) for v in ids],
+                         "imported_from": str(path),
+                         "formats": [str(v["format"]) for v in vols]}
+    return ids

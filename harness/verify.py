@@ -146,7 +146,10 @@ def read_storage(root: str | Path, checksums: bool = True,
                 has_data = path.exists()
                 ok: bool | None = None
                 if checksums and has_data and (wanted is None or key in wanted):
-                    ok = datacopy.checksum(str(path)) == v.get("checksum")
+                    try:
+                        ok = datacopy.checksum(str(path)) == v.get("checksum")
+                    except FileNotFoundError:  # its image group deleted while we read it
+                        continue
                 view.volumes[key] = StoredVolume(sd, img["imgUUID"], v["volUUID"],
                                                  str(v.get("legality", "")), has_data, ok)
     return view

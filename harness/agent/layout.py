@@ -239,9 +239,11 @@ class Root:
     def volume_metas(self, image_dir: Path) -> dict[str, dict[str, Any]]:
         """Every volume in an image group directory, by id (linked template volumes included)."""
         out: dict[str, dict[str, Any]] = {}
-        if not image_dir.is_dir():
+        try:
+            names = list(image_dir.iterdir())
+        except (FileNotFoundError, NotADirectoryError):  # none, or deleted meanwhile
             return out
-        for f in image_dir.iterdir():
+        for f in names:
             if f.name.endswith(META_SUFFIX) and not f.name.startswith("."):
                 try:
                     out[f.name[: -len(META_SUFFIX)]] = read_json(f)
@@ -339,7 +341,13 @@ def walk(root: Root, sdUUID: str | None = None) -> Iterator[dict[str, Any]]:
         meta = root.domain_meta(sd)
         images = []
         for img in root.image_ids(sd):
-            images.append({"imgUUID": img, "volumes": root.chain(sd, img)})
+            try:
+                chain = root.chain(sd, img)
+            except ImageDoesNotExistInSD:
+                # deleted (renamed away) since the listing: the removals, read after this,
+                # show it while its deletion is under way
+                continue
+            images.append({"imgUUID": img, "volumes": chain})
         yield {
             "sdUUID": sd,
             "spUUID": meta.get("spUUID"),
