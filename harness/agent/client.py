@@ -110,6 +110,15 @@ class StorageClient(_Rpc):
         return self.call("Image.getVolumes", spUUID=spUUID, sdUUID=sdUUID,  # type: ignore[no-any-return]
                          imgUUID=imgUUID)
 
+    def verify_image(self, spUUID: str, sdUUID: str, imgUUID: str,
+                     expected: dict[str, str] | None = None) -> dict[str, Any]:
+        """Image.verify: re-read the image group's own volumes on the domain (qemu-img check,
+        layer checksums recomputed from the data) and compare them with ``expected``
+        ({volUUID: checksum}) or their recorded checksums; ImageVerificationError (484) on a
+        difference, else {"verified": [volUUID...], "seconds": s}."""
+        return self.call("Image.verify", spUUID=spUUID, sdUUID=sdUUID,  # type: ignore[no-any-return]
+                         imgUUID=imgUUID, expected=expected)
+
     def get_volume_info(self, spUUID: str, sdUUID: str, imgUUID: str, volUUID: str) -> dict[str, Any]:
         """Volume.getInfo: parent, format, capacity, apparentsize, truesize, checksum, legality..."""
         return self.call("Volume.getInfo", spUUID=spUUID, sdUUID=sdUUID,  # type: ignore[no-any-return]

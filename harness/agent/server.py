@@ -4,7 +4,7 @@ Run it with ``movedisk agent serve --root DIR`` or ``python -m movedisk.agent.se
 --root DIR``. One request per line, one answer per line. Methods:
 
 - VDSM's verbs (what the engine uses, see client.StorageClient): ``Image.move``,
-  ``Image.delete``, ``Image.getVolumes``, ``Volume.getInfo``,
+  ``Image.delete``, ``Image.getVolumes``, ``Image.verify`` (re-reads a copy's data), ``Volume.getInfo``,
   ``StorageDomain.getImages``, ``StorageDomain.getInfo``, ``Task.getStatus``,
   ``Task.stop``, ``Task.clear``, ``Host.getAllTasksStatuses``, ``Host.ping``;
 - the simulator's own ``Sim.*`` verbs (see client.SimControl): provisioning
@@ -122,6 +122,7 @@ class Agent:
             "Image.move": self.image_move,
             "Image.delete": self.image_delete,
             "Image.getVolumes": self.image_get_volumes,
+            "Image.verify": self.image_verify,
             "Volume.getInfo": self.volume_get_info,
             "StorageDomain.getImages": self.domain_get_images,
             "StorageDomain.getInfo": self.domain_get_info,
@@ -212,6 +213,54 @@ class Agent:
         sd, _ = self._domain(sdUUID, spUUID)
         img = check_uuid(imgUUID, "imgUUID")
         return [v["volUUID"] for v in self.root.chain(sd, img)]
+
+    def image_verify(self, spUUID: str, sdUUID: str, imgUUID: str,
+                     expected: dict[str, str] | None = None) -> dict[str, Any]:
+        """Re-read the image group's own volumes on the domain (never trusting what a task
+        recorded earlier): ``qemu-img check`` of each qcow2 volume and its layer checksum
+        recomputed from the data, compared with ``expected`` ({volUUID: checksum}, e.g. the
+        source's recorded checksums: each of those volumes must be here) or, without it, with
+        each volume's own recorded checksum. ImageVerificationError (484) on any difference;
+        the volumes verified and the seconds it took otherwise. Reads only."""
+        sd, _ = self._domain(sdUUID, spUUID)
+        img = check_uuid(imgUUID, "imgUUID")
+        if expected is not None and not isinstance(expected, dict):
+            raise InvalidParameter("expected must be an object {volUUID: checksum}")
+        t0 = time.monotonic()
+        img_dir = self.root.require_image(sd, img)
+        own = {v: m for v, m in self.root.volume_metas(img_dir).items() if m.get("image") == img}
+        want = {check_uuid(v, "volUUID"): str(c) for v, c in (expected or {}).items()}
+        missing = sorted(set(want) - set(own))
+        if missing:
+            raise ImageVerificationError(
+                f"Image verification failed: volume {missing[0]} of image {img} is not on {sd}",
+                imgUUID=img, sdUUID=sd, volUUID=missing[0])
+        verified = []
+        for vol, meta in sorted(own.items()):
+            if want and vol not in want:
+                continue
+            fmt = meta.get("format", images.RAW)
+            path = img_dir / vol
+            if not path.exists():
+                raise ImageVerificationError(
+                    f"Image verification failed: the data of volume {vol} is missing on {sd}",
+                    imgUUID=img, sdUUID=sd, volUUID=vol)
+            if fmt == images.COW:
+                report = images.check(path)
+                if not report["ok"]:
+                    raise ImageVerificationError(
+                        f"Image verification failed: qemu-img check of volume {vol} on {sd}: "
+                        f"{report.get('check-errors', report.get('error'))} errors, "
+                        f"{report.get('leaks', 0)} leaks", imgUUID=img, sdUUID=sd, volUUID=vol)
+            got, _ = images.layer_checksum(path, fmt)
+            ref = want.get(vol, meta.get("checksum"))
+            if got != ref:
+                raise ImageVerificationError(
+                    f"Image verification failed: volume {vol} of image {img} on {sd} reads as "
+                    f"checksum {got}, expected {ref}", imgUUID=img, sdUUID=sd, volUUID=vol,
+                    checksum=got, expected=ref)
+            verified.append(vol)
+        return {"verified": verified, "seconds": round(time.monotonic() - t0, 4)}
 
     def volume_get_info(self, spUUID: str, sdUUID: str, imgUUID: str, volUUID: str) -> dict[str, Any]:
         sd, _ = self._domain(sdUUID, spUUID)

@@ -44,7 +44,9 @@ class CleanupReport:
 
 def safe_to_delete(engine: Engine, d: StorageDeletion) -> str:
     """Why deleting ``d`` would lose data ('' when it would not): the disk's volumes must be
-    mapped by the database on another domain, complete and legal there."""
+    mapped by the database on another domain, complete and legal there, and read back intact
+    now (Image.verify against the checksums recorded with the copy being deleted)."""
+    from .move import verify_data
     placement = engine.store.placement(d.image_group_id)
     if not placement:
         if d.reason == "MOVE_FAILED":
@@ -66,6 +68,15 @@ def safe_to_delete(engine: Engine, d: StorageDeletion) -> str:
         if not own <= legal:
             return (f"storage domain {sd} does not hold a complete copy of disk "
                     f"{d.image_group_id}; its other copy is kept")
+        # The data itself, re-read now: a copy corrupted since it was written is no copy.
+        try:
+            why = verify_data(engine.agent, d.storage_pool_id, d.image_group_id, sd,
+                              reference=d.storage_domain_id, volumes=own)
+        except agent_errors.AgentError as exc:
+            return f"cannot verify the copy of disk {d.image_group_id} on {sd}: {exc.message}"
+        if why:
+            return (f"the copy of disk {d.image_group_id} on storage domain {sd} is not intact "
+                    f"({why}); its other copy is kept")
     return ""
 
 

@@ -20,7 +20,7 @@ POINTS: dict[str, str] = {
     "after_copy_accepted": "the agent accepted the copy; the task is not recorded",
     "after_copy_recorded": "the copy task recorded (stage COPYING)",
     "during_copy": "the copy is running at the agent",
-    "after_copy_before_phase3": "the copy succeeded; phase 3 not started",
+    "after_copy_before_phase3": "the copy succeeded; D not yet re-read, phase 3 not started",
     "inside_phase3_before_commit": "phase 3 ran, its transaction not committed",
     "after_phase3_commit": "phase 3 committed; the source deletion not started",
     "after_source_delete_accepted": "the agent accepted the source deletion; not recorded",

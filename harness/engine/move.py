@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..agent import COPY, StorageClient
@@ -83,6 +83,8 @@ class Engine:
     max_poll_seconds: float = 0.25
     # A new connection to the primary after a lost one (db.PrimarySession.reconnect), or None.
     reconnect: Callable[[], Any] | None = None
+    # Why the last re-read of a copy (verify_copy) found it not intact ('' when it was).
+    last_verify_error: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not self.owner:
@@ -125,6 +127,12 @@ class Engine:
                 view = MoveView(stage, recovering)
                 truth = self.truth(cmd) if needs_truth(view, copy, delete) else None
                 action = next_action(view, copy, delete, truth)
+                if action is Action.VERIFY_COPY:
+                    assert truth is not None
+                    if not stage.switched:
+                        crash_point("after_copy_before_phase3")
+                    truth = replace(truth, dst_verified=self.verify_copy(cmd))
+                    action = next_action(view, copy, delete, truth)
                 cmd = self.act(action, cmd, copy, delete, truth)
             except Exception as exc:
                 if self.reconnect is None or not connection_lost(exc):
@@ -195,6 +203,19 @@ class Engine:
         return StorageTruth(src_complete=complete(src), src_present=src is not None,
                             dst_complete=dst_complete, dst_present=dst is not None)
 
+    def verify_copy(self, cmd: MoveCommand) -> bool:
+        """Whether D's copy reads back as S recorded it, re-read now (Image.verify), never
+        trusting what the copy task checked when it finished: the data may have changed since.
+        A difference is reported (a warning event naming the volume) and answers False."""
+        why = verify_data(self.agent, cmd.storage_pool_id, cmd.image_group_id, cmd.dest_storage,
+                          reference=cmd.src_storage,
+                          volumes={p.image_guid for p in self.store.placement(cmd.image_group_id)})
+        self.last_verify_error = why
+        if why:
+            self.emit("warning", cmd, f"the copy on storage domain {cmd.dest_storage} is not "
+                      f"intact: {why}")
+        return not why
+
     def _volumes(self, cmd: MoveCommand, sd: Any) -> dict[str, dict[str, Any]] | None:
         """The image group's own volumes on ``sd`` (info by id), or None when it is not there."""
         img = str(cmd.image_group_id)
@@ -236,15 +257,18 @@ class Engine:
             self.wait(cmd, str(copy.task_id), copying=True)
             return cmd
         if action is Action.SWITCH:
-            crash_point("after_copy_before_phase3")
             cmd = s.switch(cid, owner, lease)
             crash_point("after_phase3_commit")
             self.emit("phase", cmd, "phase 3 committed: the disk is on the destination")
             self._clear(cmd.copy_task_id or copy.task_id)
             return cmd
         if action in (Action.END_FAILURE, Action.COMPENSATE):
-            reason = copy.message or ("the copy never started" if action is Action.COMPENSATE
-                                      else "the copy did not complete")
+            if truth is not None and truth.dst_verified is False:
+                reason = (f"the copy on storage domain {cmd.dest_storage} does not read back as "
+                          f"the source recorded it: {self.last_verify_error}")
+            else:
+                reason = copy.message or ("the copy never started" if action is Action.COMPENSATE
+                                          else "the copy did not complete")
             return end.with_failure(self, cmd, reason, copy_task=copy.task_id)
         if action is Action.START_DELETE:
             return end.start_source_deletion(self, cmd)
@@ -258,6 +282,12 @@ class Engine:
             return end.with_success(self, cmd)
         if action is Action.END_LEFTOVER:
             return end.with_leftover(self, cmd, delete.message or "the source deletion failed")
+        if action is Action.STUCK and truth is not None and truth.dst_verified is False:
+            why = (f"the copy on storage domain {cmd.dest_storage} does not read back as the source "
+                   f"recorded it (corrupt: {self.last_verify_error}); both copies are kept")
+            s.release_lease(cid, owner, why)
+            raise MoveStuck(f"move {cid} of disk {cmd.image_group_id}: {why}; nothing was deleted "
+                            "(see movedisk verify)")
         if action is Action.STUCK:
             s.release_lease(cid, owner, "no domain holds a complete copy; nothing was touched")
             raise MoveStuck(f"move {cid} of disk {cmd.image_group_id}: neither domain holds a "
@@ -302,6 +332,31 @@ class Engine:
             self.agent.clear_task(str(task_id))
         except agent_errors.AgentError:
             pass
+
+
+def verify_data(agent: StorageClient, pool: Any, disk: Any, sd: Any, reference: Any = None,
+                volumes: set[Any] | None = None) -> str:
+    """Why the copy of ``disk`` on ``sd`` cannot be trusted ('' when its data re-read now
+    matches): each of its own volumes (those of ``volumes`` when given) is re-read by the
+    agent and compared with the checksums ``reference`` (another domain's copy, e.g. the
+    source) recorded, or with its own recorded ones when ``reference`` holds nothing."""
+    expected: dict[str, str] | None = None
+    if reference is not None:
+        try:
+            infos = agent.volumes_info(str(pool), str(reference), str(disk))
+        except (agent_errors.ImageDoesNotExistInSD, agent_errors.VolumeDoesNotExist,
+                agent_errors.StorageDomainDoesNotExist):
+            infos = []
+        wanted = {str(v) for v in volumes} if volumes is not None else None
+        expected = {i["volUUID"]: i["checksum"] for i in infos
+                    if i.get("image", str(disk)) == str(disk) and i.get("checksum")
+                    and (wanted is None or i["volUUID"] in wanted)} or None
+    try:
+        agent.verify_image(str(pool), str(sd), str(disk), expected)
+    except (agent_errors.ImageVerificationError, agent_errors.ImageDoesNotExistInSD,
+            agent_errors.VolumeDoesNotExist) as exc:
+        return exc.message
+    return ""
 
 
 def _view(st: dict[str, Any]) -> TaskView:

@@ -84,6 +84,9 @@ class StorageTruth:
     src_present: bool | None = None  # anything of the image group on S
     dst_complete: bool | None = None  # every volume on D, legal, same checksums as S
     dst_present: bool | None = None  # anything of the image group on D
+    # D's data re-read now (Image.verify: qemu-img check, layer checksums recomputed and
+    # compared with S's recorded ones): True matches, False corrupt, None not re-read yet.
+    dst_verified: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Action(str, Enum):
     END_SUCCESS = "END_SUCCESS"
     END_LEFTOVER = "END_LEFTOVER"
     STUCK = "STUCK"  # neither domain holds a complete copy: touch nothing, tell a human
+    VERIFY_COPY = "VERIFY_COPY"  # re-read D's data, then decide again (before a switch or a delete)
     DONE = "DONE"
 
 
@@ -123,8 +127,24 @@ def needs_truth(move: MoveView, copy: TaskView, delete: TaskView) -> bool:
 def next_action(move: MoveView, copy: TaskView, delete: TaskView,
                 truth: StorageTruth | None = None) -> Action:
     """What to do next with a move at ``move.stage``, given its copy and deletion tasks as the
-    agent reports them and what the domains hold. Never deletes the only complete copy."""
+    agent reports them and what the domains hold. Never deletes the only complete copy, and
+    never switches to, nor deletes S in favour of, a copy on D whose data was not re-read
+    (VERIFY_COPY first) or read back corrupt (DESIGN.md: durable before switch, never delete
+    the last complete copy)."""
     t = truth or StorageTruth()
+    action = _next_action(move, copy, delete, t)
+    if action is Action.SWITCH or action is Action.START_DELETE:
+        if t.dst_verified is None:
+            return Action.VERIFY_COPY
+        if t.dst_verified is False:
+            if action is Action.SWITCH and t.src_complete is not False:
+                return Action.END_FAILURE  # S intact: the corrupt copy on D goes as a failed one
+            return Action.STUCK  # after phase 3 (or S incomplete): keep both copies, tell a human
+    return action
+
+
+def _next_action(move: MoveView, copy: TaskView, delete: TaskView, t: StorageTruth) -> Action:
+    """next_action before the verification of D's data is taken into account."""
     stage = move.stage
     if stage.final:
         return Action.DONE

@@ -69,13 +69,10 @@ SLICE = [
 CHILD_TIMEOUT = 60.0
 
 # Cells that fail on today's code, each for a defect named in the report (pytest marks them
-# xfail, strict: the day the defect is fixed they pass and the mark must go). A byte flipped on
-# the destination after the agent verified its copy is never seen: the engine compares the
-# checksums the agent recorded (.meta), not the bytes, before phase 3 and before it deletes the
-# source, so recovery rolls forward onto the corrupted copy and deletes the only intact one.
-CORRUPTION_UNSEEN = "defect: the engine trusts recorded checksums; a corrupted copy is switched to"
-KNOWN_FAILURES = {(p, "copy_corrupted"): CORRUPTION_UNSEEN
-                  for p in MOVE[MOVE.index("after_copy_accepted"):] + LEFTOVER + RECOVERY}
+# xfail, strict: the day the defect is fixed they pass and the mark must go). None today: the
+# corrupted-copy cells (a byte changed on D after the agent verified its copy) pass since the
+# engine re-reads D's data (Image.verify) before phase 3 and before it deletes the source.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 @dataclass

@@ -22,7 +22,7 @@ from movedisk.engine.states import (
 
 TRI = (None, True, False)
 TASKS = [TaskView(s, None if s is TaskState.NONE else "t") for s in TaskState]
-TRUTHS = [StorageTruth(*c) for c in itertools.product(TRI, TRI, TRI, TRI)]
+TRUTHS = [StorageTruth(*c) for c in itertools.product(TRI, TRI, TRI, TRI, TRI)]
 CASES = list(itertools.product(Stage, (False, True), TASKS, TASKS, TRUTHS))
 
 
@@ -36,13 +36,21 @@ def test_every_combination_obeys_the_safety_rules() -> None:
             assert a is Action.DONE, where
             continue
         if a is Action.START_DELETE:
-            # Never delete S unless D holds a complete, verified copy.
-            assert truth.dst_complete is True and stage.switched, where
+            # Never delete S unless D holds a complete copy whose data was re-read intact.
+            assert truth.dst_complete is True and truth.dst_verified is True, where
+            assert stage.switched, where
         if a in (Action.END_FAILURE, Action.COMPENSATE):
             # Ending with failure deletes what is on D: S must not be known incomplete.
             assert truth.src_complete is not False and not stage.switched, where
         if a is Action.SWITCH:
-            assert truth.dst_complete is True and not stage.switched, where
+            # Durable before switch: D complete, and its data re-read intact just now.
+            assert truth.dst_complete is True and truth.dst_verified is True, where
+            assert not stage.switched, where
+        if a is Action.VERIFY_COPY:
+            assert truth.dst_verified is None and truth.dst_complete is True, where
+        if truth.dst_verified is False:
+            # A copy read back corrupt is never switched to nor trusted to delete S with.
+            assert a not in (Action.SWITCH, Action.START_DELETE, Action.VERIFY_COPY), where
         if a is Action.START_COPY:
             assert stage is Stage.TEMPORARY_CREATED and copy.state is TaskState.NONE, where
             assert not recovering, where
@@ -56,7 +64,7 @@ def test_every_combination_obeys_the_safety_rules() -> None:
 
 
 def test_truth_is_asked_for_whenever_the_decision_depends_on_it() -> None:
-    for stage, recovering, copy, delete, _ in CASES:
+    for stage, recovering, copy, delete in itertools.product(Stage, (False, True), TASKS, TASKS):
         view = MoveView(stage, recovering)
         if needs_truth(view, copy, delete):
             continue
@@ -65,10 +73,17 @@ def test_truth_is_asked_for_whenever_the_decision_depends_on_it() -> None:
 
 
 R, S, F, N = TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED, TaskState.NONE
-BOTH = StorageTruth(src_complete=True, src_present=True, dst_complete=True, dst_present=True)
+BOTH = StorageTruth(src_complete=True, src_present=True, dst_complete=True, dst_present=True,
+                    dst_verified=True)
+UNREAD = StorageTruth(src_complete=True, src_present=True, dst_complete=True, dst_present=True)
+CORRUPT = StorageTruth(src_complete=True, src_present=True, dst_complete=True, dst_present=True,
+                       dst_verified=False)
 SRC_ONLY = StorageTruth(src_complete=True, src_present=True, dst_complete=False, dst_present=False)
 PARTIAL = StorageTruth(src_complete=True, src_present=True, dst_complete=False, dst_present=True)
-DST_ONLY = StorageTruth(src_complete=False, src_present=False, dst_complete=True, dst_present=True)
+DST_ONLY = StorageTruth(src_complete=False, src_present=False, dst_complete=True, dst_present=True,
+                        dst_verified=True)
+DST_ONLY_CORRUPT = StorageTruth(src_complete=False, src_present=False, dst_complete=True,
+                                dst_present=True, dst_verified=False)
 NONE = StorageTruth(src_complete=False, src_present=True, dst_complete=False, dst_present=True)
 
 
@@ -99,6 +114,21 @@ NONE = StorageTruth(src_complete=False, src_present=True, dst_complete=False, ds
     (Stage.DELETING_SOURCE, True, N, N, DST_ONLY, Action.END_SUCCESS),
     # Never delete the last complete copy.
     (Stage.SWITCHED, True, N, N, NONE, Action.STUCK),
+    # Before a switch or a source deletion, D's data is re-read (the copy task's own check
+    # may be stale), in the normal path and in recovery alike.
+    (Stage.COPYING, False, S, N, UNREAD, Action.VERIFY_COPY),
+    (Stage.COPYING, True, S, N, UNREAD, Action.VERIFY_COPY),
+    (Stage.SWITCHED, True, N, N, UNREAD, Action.VERIFY_COPY),
+    (Stage.SWITCHED, False, N, N, UNREAD, Action.VERIFY_COPY),
+    # Read back corrupt before phase 3, S intact: end with failure (D's copy is deleted).
+    (Stage.COPYING, False, S, N, CORRUPT, Action.END_FAILURE),
+    (Stage.COPYING, True, S, N, CORRUPT, Action.END_FAILURE),
+    # ... but when S is gone too, there is no copy left to trust: touch nothing.
+    (Stage.COPYING, True, F, N, DST_ONLY_CORRUPT, Action.STUCK),
+    (Stage.TEMPORARY_CREATED, True, N, N, DST_ONLY_CORRUPT, Action.STUCK),
+    # After phase 3, D corrupt and S intact: S is never deleted; stop with both copies.
+    (Stage.SWITCHED, True, N, N, CORRUPT, Action.STUCK),
+    (Stage.DELETING_SOURCE, True, N, N, CORRUPT, Action.STUCK),
 ])
 def test_recovery_cases(stage, recovering, copy, delete, truth, expected) -> None:
     got = next_action(MoveView(stage, recovering), TaskView(copy, "c"), TaskView(delete, "d"), truth)
