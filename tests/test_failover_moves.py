@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -27,7 +25,7 @@ from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "agent"))
 
-from agenttools import AgentProcess  # noqa: E402
+from agenttools import AgentProcess, running_agent  # noqa: E402
 from cli_runner import run_cli  # noqa: E402
 REPLICATED_DB = "movedisk"  # the database replicated_cluster deploys (tests/conftest.py)
 from invariants import check, volume_checksums  # noqa: E402
@@ -77,14 +75,8 @@ def spec(aliases: list[str]) -> dict[str, Any]:
 def agent_proc(tmp_path: Path) -> Iterator[AgentProcess]:
     root = tmp_path / "agent"
     root.mkdir()
-    sockdir = tempfile.mkdtemp(prefix="mdf-", dir="/tmp")
-    proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
-    proc.start()
-    try:
+    with running_agent(root, "mdf-") as proc:
         yield proc
-    finally:
-        proc.kill()
-        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def drive(dsn: str, agent: AgentProcess, disk: str, dest: str, crash_at: str) -> subprocess.Popen[str]:

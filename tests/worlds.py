@@ -6,17 +6,14 @@ Shared by tests/engine, tests/crash and the model, concurrency and bad-input tes
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from agenttools import AgentProcess
+from agenttools import AgentProcess, running_agent, start_agent, stop_agent  # noqa: F401 (stop_agent re-exported)
 from invariants import check, volume_checksums
 from psycopg.rows import dict_row
 
@@ -100,15 +97,9 @@ def seed_storage(root: Path, dsn: str, spec: dict[str, Any] | None = None, salt:
     """Make ``spec``'s storage once under ``root`` with a throwaway agent (the agent makes real
     qcow2 images with qemu-img: seconds per inventory); tests copy it (cp -a keeps hard links and
     holes) and build the database side alone. ``dsn``: a scratch database, left as it was built."""
-    sockdir = tempfile.mkdtemp(prefix="mds-", dir="/tmp")
-    proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
-    proc.start()
-    try:
-        with psycopg.connect(dsn, row_factory=dict_row) as conn:
-            inventory.build(conn, SimControl(proc.socket, timeout=60), spec or SPEC, salt=salt)
-    finally:
-        proc.stop()
-        shutil.rmtree(sockdir, ignore_errors=True)
+    with running_agent(root, "mds-", graceful=True) as proc, \
+            psycopg.connect(dsn, row_factory=dict_row) as conn:
+        inventory.build(conn, SimControl(proc.socket, timeout=60), spec or SPEC, salt=salt)
     for name in ("agent.log", "agent.lock", "agent.sock"):
         (root / name).unlink(missing_ok=True)
     return root
@@ -117,10 +108,4 @@ def seed_storage(root: Path, dsn: str, spec: dict[str, Any] | None = None, salt:
 def agent_on_copy(seeded: Path, root: Path) -> AgentProcess:
     """A started agent whose root is a copy of ``seeded``."""
     subprocess.run(["cp", "-a", str(seeded), str(root)], check=True)
-    sockdir = tempfile.mkdtemp(prefix="mde-", dir="/tmp")
-    return AgentProcess(root, os.path.join(sockdir, "agent.sock")).start()
-
-
-def stop_agent(proc: AgentProcess) -> None:
-    proc.kill()
-    shutil.rmtree(os.path.dirname(proc.socket), ignore_errors=True)
+    return start_agent(root, "mde-")

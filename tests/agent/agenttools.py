@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +114,29 @@ def volume_path(root: Path, sd: str, img: str, vol: str) -> Path:
 
 def allocated(path: Path) -> int:
     return os.stat(path).st_blocks * 512
+
+
+def start_agent(root: Path, prefix: str = "mda-") -> AgentProcess:
+    """A started agent on ``root`` whose socket sits in a short temp dir of its own (a Unix
+    socket path must stay under 108 bytes; ``root`` may be deep)."""
+    sockdir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    return AgentProcess(root, os.path.join(sockdir, "agent.sock")).start()
+
+
+def stop_agent(proc: AgentProcess, graceful: bool = False) -> None:
+    """Stop (SIGTERM, ``graceful``) or kill the agent and remove its socket's temp dir."""
+    if graceful:
+        proc.stop()
+    else:
+        proc.kill()
+    shutil.rmtree(os.path.dirname(proc.socket), ignore_errors=True)
+
+
+@contextmanager
+def running_agent(root: Path, prefix: str = "mda-", graceful: bool = False) -> Iterator[AgentProcess]:
+    """``start_agent`` for the length of a ``with`` block."""
+    proc = start_agent(root, prefix)
+    try:
+        yield proc
+    finally:
+        stop_agent(proc, graceful)

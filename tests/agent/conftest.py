@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agenttools import AgentProcess, Pool
+from agenttools import AgentProcess, Pool, running_agent
 
 from movedisk.agent.client import SimControl, StorageClient
 
@@ -32,15 +31,8 @@ def agent_root(tmp_path: Path) -> Path:
 
 
 def _run_agent(root: Path) -> Iterator[AgentProcess]:
-    # A Unix socket path must stay under 108 bytes: keep it in a short temp dir.
-    sockdir = tempfile.mkdtemp(prefix="mda-", dir="/tmp")
-    proc = AgentProcess(root, os.path.join(sockdir, "agent.sock"))
-    proc.start()
-    try:
+    with running_agent(root, "mda-") as proc:
         yield proc
-    finally:
-        proc.kill()
-        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 @pytest.fixture
