@@ -27,10 +27,15 @@ def test_without_root_a_missing_tool_is_one_line_saying_what_to_install() -> Non
         found = shutil.which(tool)
         if found:
             (bindir / tool).symlink_to(found)
+    # The script runs from a copy the unprivileged user can read (a checkout may sit in a
+    # directory only its owner may enter, as mktemp -d makes them).
+    script = tmp_path / "setup-system"
+    shutil.copy2(SCRIPT, script)
+    os.chmod(script, 0o755)
     os.chmod(tmp_path, 0o755)
     res = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
-         "/bin/sh", str(SCRIPT)],
+         "/bin/sh", str(script)],
         capture_output=True, text=True, timeout=60, env={"PATH": str(bindir)},
     )
     shutil.rmtree(tmp_path, ignore_errors=True)
