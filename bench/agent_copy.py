@@ -100,8 +100,7 @@ def main() -> int:
         src_files = [src_dir / v for v in vols]
         direct_dir = work / "convert-target"
         cp_dir = work / "cp-target"
-        cache = os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or (
-            "none" if images.supports_direct_io(work) else "writeback")
+        cache = os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or images.CACHE_MODE
 
         times: dict[str, list[float]] = {"agent": [], "convert": [], "cp_sync": [], "cp": []}
         split: dict[str, list[float]] = {}
@@ -127,11 +126,8 @@ def main() -> int:
             t = time.perf_counter()
             parent = None
             for v, f in zip(vols, src_files):
-                args = ["qemu-img", "convert", "-t", cache, "-f", "qcow2", "-O", "qcow2",
-                        "-o", "compat=1.1"]
-                if parent is not None:
-                    args += ["-B", parent, "-F", "qcow2"]
-                subprocess.run(args + [str(f), str(direct_dir / v)], check=True, cwd=direct_dir)
+                args = images.convert_args(f, direct_dir / v, images.COW, parent)
+                subprocess.run(args, check=True, cwd=direct_dir, stdout=subprocess.DEVNULL)
                 fsync(direct_dir / v)
                 parent = v
             fsync(direct_dir)

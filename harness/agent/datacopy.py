@@ -161,6 +161,45 @@ class BlockHasher:
         return format_checksum([c for c in self.crcs if c is not None])
 
 
+WORKERS = min(2, os.cpu_count() or 1)
+PARALLEL_MIN_BLOCKS = 8  # fewer blocks with data than this: one thread is as quick
+
+
+def each_block(fn: Callable[[int], None], blocks: range, data_blocks: int) -> None:
+    """``fn(b)`` for every block ``b``, on WORKERS threads when ``data_blocks`` (how many of
+    them hold data to read) is worth it: zlib.crc32 releases the GIL on large buffers, so
+    the cores hash in parallel. The first error is raised once every thread has stopped."""
+    if WORKERS < 2 or data_blocks < PARALLEL_MIN_BLOCKS:
+        for b in blocks:
+            fn(b)
+        return
+    todo = iter(blocks)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                b = None if errors else next(todo, None)
+            if b is None:
+                return
+            try:
+                fn(b)
+            except BaseException as exc:  # noqa: BLE001 - raised below, in the caller
+                with lock:
+                    errors.append(exc)
+                return
+
+    helpers = [threading.Thread(target=work, name="hash", daemon=True) for _ in range(WORKERS - 1)]
+    for t in helpers:
+        t.start()
+    work()
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def format_checksum(crcs: list[int]) -> str:
     digest = hashlib.sha256(struct.pack(f">{len(crcs)}I", *crcs)).hexdigest()
     return f"{ALGORITHM}:{digest}"

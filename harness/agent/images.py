@@ -173,10 +173,18 @@ def _layer_json(path: Path) -> str:
 
 @dataclass
 class Layer:
-    """The data clusters of one volume's own layer: (virtual start, length, file offset)."""
+    """The data clusters of one volume's own layer: (virtual start, length, file offset).
+
+    Read from the qcow2 tables (qcow2_layer), a layer also knows its shape: ``decided``, the
+    virtual ranges it answers for itself (data or zero clusters; a read elsewhere goes to the
+    backing file), its backing file's name and format, and its cluster size."""
 
     size: int
     data: list[tuple[int, int, int]]
+    decided: list[tuple[int, int]] | None = None
+    backing: str | None = None
+    backing_fmt: str | None = None
+    cluster_size: int | None = None
 
     @property
     def data_bytes(self) -> int:
@@ -206,9 +214,11 @@ def qcow2_layer(path: Path) -> Layer | None:
             return None
         cs = 1 << cluster_bits
         per_l2 = cs // 8
+        backing, backing_fmt = _qcow2_backing(f, hdr, version, cs)
         f.seek(l1_offset)
         l1 = struct.unpack(f">{l1_size}Q", f.read(8 * l1_size))
         data: list[tuple[int, int, int]] = []
+        decided: list[tuple[int, int]] = []
         for i, l1e in enumerate(l1):
             l2_offset = l1e & _OFFSET_MASK
             if not l2_offset:
@@ -219,17 +229,48 @@ def qcow2_layer(path: Path) -> Layer | None:
                 if e & _COMPRESSED:
                     return None
                 host = e & _OFFSET_MASK
-                if not host or (version == 3 and e & 1):  # unallocated, or reads as zeros
+                zero = version == 3 and e & 1  # reads as zeros, whatever the backing holds
+                if not host and not zero:  # unallocated: the backing file answers
                     continue
                 start = (i * per_l2 + j) * cs
                 if start >= size:
                     break
                 n = min(cs, size - start)
+                if decided and decided[-1][0] + decided[-1][1] == start:
+                    decided[-1] = (decided[-1][0], decided[-1][1] + n)
+                else:
+                    decided.append((start, n))
+                if zero:
+                    continue
                 if data and data[-1][0] + data[-1][1] == start and data[-1][2] + data[-1][1] == host:
                     data[-1] = (data[-1][0], data[-1][1] + n, data[-1][2])
                 else:
                     data.append((start, n, host))
-    return Layer(size, data)
+    return Layer(size, data, decided, backing, backing_fmt, cs)
+
+
+_BACKING_FORMAT_EXT = 0xE2792ACA
+
+
+def _qcow2_backing(f: Any, hdr: bytes, version: int, cs: int) -> tuple[str | None, str | None]:
+    """A qcow2 header's backing file name and format (its header extension), or Nones."""
+    offset, length = struct.unpack_from(">QI", hdr, 8)
+    if not offset or not length:
+        return None, None
+    f.seek(offset)
+    name = f.read(length).decode(errors="replace")
+    header_length = struct.unpack_from(">I", hdr, 100)[0] if version == 3 and len(hdr) >= 104 else 72
+    f.seek(header_length)
+    ext = f.read(max(0, min(cs, offset) - header_length))
+    pos, fmt = 0, None
+    while pos + 8 <= len(ext):
+        kind, n = struct.unpack_from(">II", ext, pos)
+        if kind == 0:
+            break
+        if kind == _BACKING_FORMAT_EXT:
+            fmt = ext[pos + 8 : pos + 8 + n].decode(errors="replace")
+        pos += 8 + (n + 7) // 8 * 8
+    return name, fmt
 
 
 def layer(path: Path, fmt: str, use_qemu: bool = False) -> Layer:
@@ -291,31 +332,62 @@ def layer_checksum(path: Path, fmt: str, use_qemu: bool = False) -> tuple[str, i
             end = min(start + n, (b + 1) * datacopy.BLOCK)
             by_block.setdefault(b, []).append((pos, end - pos, off + pos - start))
             pos = end
-    crcs = []
+    crcs: list[int] = [0] * nblocks
     with open(path, "rb") as f:
         fsize = os.fstat(f.fileno()).st_size
         mapping = mmap.mmap(f.fileno(), fsize, prot=mmap.PROT_READ) if fsize else None
         view = memoryview(mapping) if mapping is not None else memoryview(b"")
         try:
-            for b in range(nblocks):
+            def block_crc(b: int) -> None:
                 length = min(datacopy.BLOCK, lay.size - b * datacopy.BLOCK)
                 pieces = by_block.get(b)
                 if not pieces:
-                    crcs.append(datacopy._zero_crc(length))
+                    crcs[b] = datacopy._zero_crc(length)
                 elif len(pieces) == 1 and pieces[0][1] == length:  # one run: read in place
                     off = pieces[0][2]
-                    crcs.append(zlib.crc32(view[off : off + length]))
+                    crcs[b] = zlib.crc32(view[off : off + length])
                 else:
                     buf = bytearray(length)
                     for pos, n, off in pieces:
                         rel = pos - b * datacopy.BLOCK
                         buf[rel : rel + n] = view[off : off + n]
-                    crcs.append(zlib.crc32(buf))
+                    crcs[b] = zlib.crc32(buf)
+
+            datacopy.each_block(block_crc, range(nblocks), len(by_block))
         finally:
             view.release()
             if mapping is not None:
                 mapping.close()
     return datacopy.format_checksum(crcs), lay.data_bytes
+
+
+def same_shape(src: Path, dst: Path, fmt: str) -> str | None:
+    """None when the copy ``dst`` has the shape of ``src``'s own layer: the same virtual size,
+    backing file name and format, and the same virtual ranges answered by the layer itself
+    (data or zero clusters); else what differs, or that a table could not be read here.
+    Reads only the headers and tables (metadata)."""
+    if fmt == RAW:
+        a, b = os.stat(src).st_size, os.stat(dst).st_size
+        return None if a == b else f"size {b}, the source's {a}"
+    la, lb = qcow2_layer(src), qcow2_layer(dst)
+    if la is None or lb is None:
+        return "a qcow2 table this agent does not read (compressed clusters, ...)"
+    for what, x, y in (("virtual size", lb.size, la.size), ("backing file", lb.backing, la.backing),
+                       ("backing format", lb.backing_fmt, la.backing_fmt)):
+        if x != y:
+            return f"{what} {x}, the source's {y}"
+    if la.decided != lb.decided:
+        return "the ranges the layer itself holds (data or zero clusters) differ from the source's"
+    return None
+
+
+def cluster_size(path: Path) -> int | None:
+    """A qcow2 file's cluster size (its header), None if it is not a qcow2 file."""
+    with open(path, "rb") as f:
+        hdr = f.read(24)
+    if len(hdr) < 24 or hdr[:4] != datacopy.QCOW2_MAGIC:
+        return None
+    return 1 << struct.unpack_from(">I", hdr, 20)[0]
 
 
 def empty_checksum(size: int) -> str:
@@ -342,23 +414,60 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-_direct_io: dict[int, bool] = {}
+CACHE_MODE = "unsafe"
+WRITEBACK_INTERVAL = 0.02  # seconds between two writeback starts while qemu-img writes
+_SYNC_FILE_RANGE_WRITE = 2
+try:  # sync_file_range(2): start writing dirty pages back, without waiting (Linux)
+    _sync_file_range: Any = ctypes.CDLL(None, use_errno=True).sync_file_range
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
+    _sync_file_range = None
 
 
-def supports_direct_io(directory: Path) -> bool:
-    """Whether the filesystem of ``directory`` takes O_DIRECT (tmpfs does not)."""
-    dev = os.stat(directory).st_dev
-    if dev not in _direct_io:
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".direct-")
-        os.close(fd)
-        try:
-            os.close(os.open(probe, os.O_WRONLY | os.O_DIRECT))
-            _direct_io[dev] = True
-        except OSError:
-            _direct_io[dev] = False
-        finally:
-            os.unlink(probe)
-    return _direct_io[dev]
+class _Writeback:
+    """Starts the writeback of ``path``'s dirty pages every WRITEBACK_INTERVAL while
+    qemu-img writes it, so that the disk writes while the copy runs and the fsync after
+    it has little left to write; the pages stay in the page cache for the verification."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.fd, self.last = path, -1, 0.0
+
+    def __enter__(self) -> _Writeback:
+        return self
+
+    def kick(self) -> None:
+        now = time.monotonic()
+        if _sync_file_range is None or now - self.last < WRITEBACK_INTERVAL:
+            return
+        self.last = now
+        if self.fd < 0:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:  # qemu-img has not created it yet
+                return
+        _sync_file_range(self.fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+def convert_args(src: Path, dst: Path, fmt: str, backing: str | None, cache: str | None = None,
+                 backing_fmt: str | None = None) -> list[str]:
+    """The ``qemu-img convert`` command line copying the volume ``src`` to ``dst``: the same
+    format; a qcow2 layer with ``backing`` as its backing file and only its own clusters, in
+    clusters of the source's size (so that the copy's layer holds the same ranges, and the
+    same checksum, as its source's); cache mode ``unsafe`` (page cache, qemu-img's own
+    flushes skipped: the agent fsyncs every volume before it is LEGAL, and a volume not yet
+    LEGAL is thrown away after a crash), or $MOVEDISK_AGENT_QEMU_CACHE."""
+    args = [tool("qemu-img"), "convert", "-p", "-f", QEMU_FORMAT[fmt], "-O", QEMU_FORMAT[fmt]]
+    args += ["-t", cache or os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or CACHE_MODE]
+    if fmt == COW:
+        cs = cluster_size(src)
+        args += ["-o", "compat=1.1" + (f",cluster_size={cs}" if cs else "")]
+        if backing is not None:
+            args += ["-B", backing, "-F", QEMU_FORMAT[backing_fmt or COW]]
+    return args + [str(src), str(dst)]
 
 
 def convert(src: Path, dst: Path, fmt: str, backing: str | None,
@@ -370,17 +479,8 @@ def convert(src: Path, dst: Path, fmt: str, backing: str | None,
     gets qemu-img's progress and may answer a number of seconds to hold qemu-img still
     (SIGSTOP .. SIGCONT: a slow copy), during which ``on_hold()`` is called every 10 ms;
     ``should_stop()`` true kills qemu-img (StopRequested)."""
-    args = [tool("qemu-img"), "convert", "-p", "-f", QEMU_FORMAT[fmt], "-O", QEMU_FORMAT[fmt]]
-    if cache is None:
-        cache = os.environ.get("MOVEDISK_AGENT_QEMU_CACHE") or (
-            "none" if supports_direct_io(dst.parent) else "writeback")
-    args += ["-t", cache]
-    if fmt == COW:
-        args += ["-o", "compat=1.1"]
-        if backing is not None:
-            args += ["-B", backing, "-F", QEMU_FORMAT[backing_fmt or COW]]
-    args += [str(src), str(dst)]
-    with tempfile.TemporaryFile() as err:
+    args = convert_args(src, dst, fmt, backing, cache, backing_fmt)
+    with tempfile.TemporaryFile() as err, _Writeback(dst) as writeback:
         proc = subprocess.Popen(args, cwd=dst.parent, stdout=subprocess.PIPE, stderr=err,
                                 preexec_fn=_die_with_parent)
         assert proc.stdout is not None
@@ -391,7 +491,8 @@ def convert(src: Path, dst: Path, fmt: str, backing: str | None,
             while True:
                 if should_stop():
                     raise StopRequested()
-                if not sel.select(timeout=0.05):
+                writeback.kick()
+                if not sel.select(timeout=WRITEBACK_INTERVAL):
                     if proc.poll() is not None:
                         break
                     continue

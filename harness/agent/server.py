@@ -26,11 +26,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from . import datacopy, images
+from .copyverify import CopyVerifier
 from .errors import (
     AgentAlreadyRunning,
     AgentError,
@@ -417,51 +417,6 @@ class Agent:
             self.tasks.progress(task, weight - done)
         apply_faults()
 
-    def _verify_copy(self, src_dir: Path, dst_dir: Path, dst: str, chain: list[dict[str, Any]],
-                     metas: dict[str, dict[str, Any]]) -> dict[str, float]:
-        """As VDSM checks what it wrote: ``qemu-img check`` of each qcow2 volume copied, the
-        checksum of each copied layer against its source's, and ``qemu-img compare`` of the
-        whole chain (the leaf, seen through its backing files) against the source. Returns
-        the seconds each kind of check took."""
-        took = {"check": 0.0, "checksum": 0.0, "compare": 0.0}
-        leaf = chain[-1]
-        leaf_fmt = leaf.get("format", images.RAW)
-
-        def compare() -> tuple[bool, str]:  # reads both chains while the checks run
-            t0 = time.monotonic()
-            try:
-                return images.compare(src_dir / leaf["volUUID"], dst_dir / leaf["volUUID"],
-                                      leaf_fmt, leaf_fmt)
-            finally:
-                took["compare"] = time.monotonic() - t0
-
-        with ThreadPoolExecutor(1, thread_name_prefix="compare") as pool:
-            compared = pool.submit(compare)
-            for vol, meta in metas.items():
-                fmt = meta.get("format", images.RAW)
-                t0 = time.monotonic()
-                if fmt == images.COW:
-                    report = images.check(dst_dir / vol)
-                    if not report["ok"]:
-                        raise ImageVerificationError(
-                            f"Image verification failed: qemu-img check of volume {vol} on "
-                            f"{dst}: {report.get('check-errors', report.get('error'))} errors, "
-                            f"{report.get('leaks', 0)} leaks", volUUID=vol, check=report)
-                t1 = time.monotonic()
-                got, _ = images.layer_checksum(dst_dir / vol, fmt)
-                took["check"] += t1 - t0
-                took["checksum"] += time.monotonic() - t1
-                if got != meta.get("checksum"):
-                    raise ImageVerificationError(
-                        f"Image verification failed: volume {vol} copied to {dst} has checksum "
-                        f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
-            same, words = compared.result()
-        if not same:
-            raise ImageVerificationError(
-                f"Image verification failed: qemu-img compare of the chain ending in "
-                f"{leaf['volUUID']}: {words}", volUUID=leaf["volUUID"])
-        return took
-
     def _die_at(self, faults: list[Fault], point: str) -> None:
         """The ``die_at`` fault: exit the agent (as a crash would) at a named point."""
         for f in faults:
@@ -490,32 +445,37 @@ class Agent:
         copied = []
         metas: dict[str, dict[str, Any]] = {}
         seconds = {"convert": 0.0, "fsync": 0.0}
-        for v in chain:
-            vol = v["volUUID"]
-            if v["shared"]:
-                owner_dir = self.root.image_dir(dst, v["image"])
-                os.link(owner_dir / vol, dst_dir / vol)
-                os.link(owner_dir / f"{vol}{META_SUFFIX}", dst_dir / f"{vol}{META_SUFFIX}")
-                continue
-            meta = read_json(src_dir / f"{vol}{META_SUFFIX}")
-            meta.update(domain=dst, legality="ILLEGAL")
-            # not fsynced: if a power cut loses it, the volume is no more than untracked
-            # garbage inside an image group that is not LEGAL either way
-            write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta, fsync=False)
-            fmt = meta.get("format", images.RAW)
-            parent = meta.get("parent", BLANK_UUID)
-            parent_fmt = next((p.get("format") for p in chain if p["volUUID"] == parent), None)
-            t0 = time.monotonic()
-            self._copy_volume(task, faults, src_dir / vol, dst_dir / vol, fmt,
-                              parent if parent != BLANK_UUID and fmt == images.COW else None,
-                              parent_fmt, int(v.get("data_bytes", v["truesize"] or 0)))
-            t1 = time.monotonic()
-            fsync_file(dst_dir / vol)  # always: LEGAL must never name data still in memory
-            seconds["convert"] += t1 - t0
-            seconds["fsync"] += time.monotonic() - t1
-            self._die_at(points, "data_synced")
-            metas[vol] = meta
-        seconds.update(self._verify_copy(src_dir, dst_dir, dst, chain, metas))
+        # each volume verified (copyverify: what that proves) while the next one copies
+        with CopyVerifier(src_dir, dst_dir, dst) as verifier:
+            for v in chain:
+                vol = v["volUUID"]
+                if v["shared"]:
+                    owner_dir = self.root.image_dir(dst, v["image"])
+                    os.link(owner_dir / vol, dst_dir / vol)
+                    os.link(owner_dir / f"{vol}{META_SUFFIX}", dst_dir / f"{vol}{META_SUFFIX}")
+                    verifier.add(vol, read_json(src_dir / f"{vol}{META_SUFFIX}"))
+                    continue
+                meta = read_json(src_dir / f"{vol}{META_SUFFIX}")
+                meta.update(domain=dst, legality="ILLEGAL")
+                # not fsynced: if a power cut loses it, the volume is no more than untracked
+                # garbage inside an image group that is not LEGAL either way
+                write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta, fsync=False)
+                fmt = meta.get("format", images.RAW)
+                parent = meta.get("parent", BLANK_UUID)
+                parent_fmt = next((p.get("format") for p in chain if p["volUUID"] == parent), None)
+                t0 = time.monotonic()
+                self._copy_volume(task, faults, src_dir / vol, dst_dir / vol, fmt,
+                                  parent if parent != BLANK_UUID and fmt == images.COW else None,
+                                  parent_fmt, int(v.get("data_bytes", v["truesize"] or 0)))
+                t1 = time.monotonic()
+                fsync_file(dst_dir / vol)  # always: LEGAL must never name data still in memory
+                seconds["convert"] += t1 - t0
+                seconds["fsync"] += time.monotonic() - t1
+                self._die_at(points, "data_synced")
+                metas[vol] = meta
+                verifier.add(vol, meta)
+            leaf = chain[-1]
+            seconds.update(verifier.wait(leaf["volUUID"], leaf.get("format", images.RAW)))
         for vol, meta in metas.items():  # every volume's data is durable and verified
             meta["legality"] = "LEGAL"
             write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
