@@ -136,6 +136,13 @@ def write_data(path: Path, fmt: str, extents: list[tuple[int, int]], seed: int,
         _run(args + [str(path)], cwd=path.parent)
 
 
+def overwrite_sector(path: Path, fmt: str) -> None:
+    """Write a sector of 0x5a bytes at offset 0 of the volume's own layer (the copy_corrupt
+    fault: a corruption the copy's verification must catch)."""
+    _run([tool("qemu-io"), "-f", QEMU_FORMAT[fmt], "-c", "write -q -P 0x5a 0 512", str(path)],
+         cwd=path.parent)
+
+
 def info(path: Path, fmt: str | None = None) -> dict[str, Any]:
     """``qemu-img info`` of one file (never its chain), read-only even while in use."""
     args = [tool("qemu-img"), "info", "-U", "--output=json"]

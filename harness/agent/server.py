@@ -71,6 +71,8 @@ DIE_EXIT_CODE = 86
 FAULT_KINDS = {
     "copy_fail_after": "the copy fails (CopyImageError) after `bytes` bytes of the task",
     "copy_die_after": "the agent process exits (os._exit) after `bytes` bytes of the task",
+    "copy_corrupt": "every copied volume gets a sector of other bytes (qemu-io) after its fsync, "
+                    "before its verification (as a bad write path would)",
     "copy_delay": "slow copy: `bytes_per_second`, or `sleep_per_chunk` seconds per `chunk` bytes "
                   "(qemu-img is held still between its progress steps to keep that pace)",
     "delete_fail": "the deletion fails (ImageDeleteError) before touching anything",
@@ -472,6 +474,8 @@ class Agent:
                 seconds["convert"] += t1 - t0
                 seconds["fsync"] += time.monotonic() - t1
                 self._die_at(points, "data_synced")
+                if any(f.kind == "copy_corrupt" for f in faults):
+                    images.overwrite_sector(dst_dir / vol, fmt)
                 metas[vol] = meta
                 verifier.add(vol, meta)
             leaf = chain[-1]
