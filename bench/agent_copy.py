@@ -8,18 +8,22 @@ with ``sync`` (untimed) before each so that every side starts with no dirty page
 
 - ``agent``: Image.move op=Copy to a second domain, timed from the call to the end the
   finished task records; that includes what the agent always does: qemu-img convert per
-  volume, fsync of every volume and directory, qemu-img check of each volume, the layer
-  checksums and qemu-img compare of the chain;
-- ``convert``: the same three ``qemu-img convert`` commands the agent runs (same options:
-  -t none where the filesystem takes O_DIRECT, -B parent), run directly, each file fsynced
-  after (a durable copy, no verification);
+  volume (through the page cache, its writeback started as it writes), fsync of every
+  volume and directory, and the verification of each volume (qemu-img check, its layer
+  checksum, its shape; qemu-img compare of the chain only when a shape differs), run
+  while the next volume copies (harness/agent/copyverify.py);
+- ``convert``: the same three ``qemu-img convert`` commands the agent runs (same options,
+  images.convert_args: -t unsafe, -B parent, the source's cluster size), run directly,
+  each file fsynced after (a durable copy, no verification);
 - ``cp_sync``: ``cp --sparse=auto`` of the three files, then ``sync`` of those files and
   their directory (durable: what "cp + sync" costs without syncing the whole machine);
 - ``cp``: the same cp without any sync (data left in the page cache: not durable).
 
 Prints one JSON object: medians in seconds and MiB/s of data, time ratios (agent/convert,
-agent/cp_sync, convert/cp_sync), the agent's own split (convert, fsync, check, checksum,
-compare) from its task results, and the load average. Environment: BENCH_RUNS (default
+agent/cp_sync, convert/cp_sync), the agent's own split from its task results (convert,
+fsync, check, checksum, shape, compare: work time, the verification's overlapping the next
+copy; verify_wait: what the task waited for the verification after its last fsync), and
+the load average. Environment: BENCH_RUNS (default
 5), BENCH_MIB (1024, the virtual size and total data), BENCH_DIR (default: a directory on
 the filesystem of /work).
 """

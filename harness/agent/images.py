@@ -11,16 +11,24 @@ What this module runs:
 - ``qemu-img create`` (raw, qcow2 with ``-b PARENT -F FMT``), ``qemu-io -c "write -s
   FILE OFF LEN"`` (real data written through the qcow2 layer, copy-on-write included);
 - ``qemu-img convert -p`` per volume (format kept, ``-B`` parent for a qcow2 layer so
-  only the layer's own clusters are written, holes kept), its own progress parsed;
+  only the layer's own clusters are written, in the source's cluster size, holes kept;
+  through the page cache, its writeback started as it writes), its own progress parsed;
 - ``qemu-img check`` (qcow2 consistency), ``qemu-img compare`` (guest-visible content of
-  two chains), ``qemu-img info`` and ``qemu-img map`` (format, sizes, backing, layout).
+  two chains, when copyverify cannot show it from the layers' shapes), ``qemu-img info``
+  and ``qemu-img map`` (format, sizes, backing, layout).
 
 Checksum of a volume (``layer_checksum``): the crc32-4m of datacopy over the volume's
 *own layer* read as a raw disk (what this layer stores; clusters it does not allocate
 read as zeros, the backing file ignored). For a raw volume that is the file's content;
 for a qcow2 volume the data clusters are read where ``qemu-img map`` says they are in the
 file. ``qemu-img convert -B`` copies exactly the layer's clusters, so a copy keeps the
-checksum of its source, whatever the byte layout of the two qcow2 files.
+checksum of its source, whatever the byte layout of the two qcow2 files, as long as it is
+written in clusters of the source's size (in larger ones, a partly written cluster would
+get its backing's bytes around the write). The blocks are hashed on two threads.
+
+Shape of a qcow2 layer (``same_shape``, from its header and tables): its virtual size, its
+backing file and format, and the virtual ranges it answers for itself (data or zero
+clusters); see copyverify for what equal shapes and checksums prove.
 """
 
 from __future__ import annotations
