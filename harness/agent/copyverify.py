@@ -14,11 +14,13 @@ What a verified copy guarantees, before any of its volumes is LEGAL:
   writing the copy before it is verified, shows (CRC-32 per 4 MiB block: a corruption
   goes unseen with a chance of 2^-32 per corrupted block);
 - every volume has its source's shape (images.same_shape): the same virtual size, backing
-  file name and format, and the same ranges answered by the layer itself (data or zero
+  file name and format, the backing file being the chain's volume below it (its
+  metadata's parent), and the same ranges answered by the layer itself (data or zero
   clusters). A chain's guest view at an offset is that of the topmost layer answering for
-  it, so equal shapes and equal layer checksums of every volume, the base included (a
-  template's volume linked on the destination too), mean the guest sees the same bytes
-  through both chains: what ``qemu-img compare`` would read both chains to show. So
+  it (zeros for a base), so equal shapes and equal layer checksums of every volume, the
+  base included (a template's volume linked on the destination too), mean the guest sees
+  the same bytes through both chains, by induction from the base up: what ``qemu-img
+  compare`` would read both chains to show. So
   ``qemu-img compare`` runs only when a shape cannot be shown equal (a table this agent
   does not read, or a layout the copy did not keep); it decides then, as it always did.
 
@@ -39,6 +41,7 @@ from typing import Any
 
 from . import images
 from .errors import ImageVerificationError
+from .layout import BLANK_UUID
 
 
 class CopyVerifier:
@@ -110,7 +113,9 @@ class CopyVerifier:
             raise ImageVerificationError(
                 f"Image verification failed: volume {vol} copied to {self.dst} has checksum "
                 f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
-        why = images.same_shape(self.src_dir / vol, path, fmt)
+        parent = meta.get("parent", BLANK_UUID)
+        why = images.same_shape(self.src_dir / vol, path, fmt,
+                                None if parent in (None, BLANK_UUID) else parent)
         with self.lock:
             self.took["check"] += t1 - t0
             self.took["checksum"] += t2 - t1

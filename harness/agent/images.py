@@ -376,19 +376,23 @@ def layer_checksum(path: Path, fmt: str, use_qemu: bool = False) -> tuple[str, i
     return datacopy.format_checksum(crcs), lay.data_bytes
 
 
-def same_shape(src: Path, dst: Path, fmt: str) -> str | None:
+def same_shape(src: Path, dst: Path, fmt: str, parent: str | None = None) -> str | None:
     """None when the copy ``dst`` has the shape of ``src``'s own layer: the same virtual size,
     backing file name and format, and the same virtual ranges answered by the layer itself
-    (data or zero clusters); else what differs, or that a table could not be read here.
+    (data or zero clusters), its backing file being ``parent`` (the chain's volume below it,
+    None for a base); else what differs, or that a table could not be read here.
     Reads only the headers and tables (metadata)."""
     if fmt == RAW:
         a, b = os.stat(src).st_size, os.stat(dst).st_size
+        if parent is not None:
+            return f"a raw volume above {parent}"
         return None if a == b else f"size {b}, the source's {a}"
     la, lb = qcow2_layer(src), qcow2_layer(dst)
     if la is None or lb is None:
         return "a qcow2 table this agent does not read (compressed clusters, ...)"
     for what, x, y in (("virtual size", lb.size, la.size), ("backing file", lb.backing, la.backing),
-                       ("backing format", lb.backing_fmt, la.backing_fmt)):
+                       ("backing format", lb.backing_fmt, la.backing_fmt),
+                       ("backing file", lb.backing, parent)):
         if x != y:
             return f"{what} {x}, the source's {y}"
     if la.decided != lb.decided:

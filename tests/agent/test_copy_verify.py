@@ -13,6 +13,7 @@ from agenttools import AgentProcess, Pool, new_id, volume_path
 from movedisk.agent import COPY, MOVE, SimControl, StorageClient, images
 from movedisk.agent.copyverify import CopyVerifier
 from movedisk.agent.errors import ImageVerificationError
+from movedisk.agent.layout import BLANK_UUID
 
 MiB = 1 << 20
 
@@ -82,8 +83,9 @@ def _chain(d: Path) -> dict[str, dict[str, str]]:
     qemu("create", "-f", "qcow2", "-o", "compat=1.1", "-b", "base", "-F", "qcow2", str(d / "top"),
          "4M", cwd=d)
     qemu_io(d / "top", "write -P 0x62 1M 64k", "write -z 256k 64k")
-    return {v: {"format": images.COW, "checksum": images.layer_checksum(d / v, images.COW)[0]}
-            for v in ("base", "top")}
+    return {v: {"format": images.COW, "parent": parent,
+                "checksum": images.layer_checksum(d / v, images.COW)[0]}
+            for v, parent in (("base", BLANK_UUID), ("top", "base"))}
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -137,6 +139,21 @@ def test_a_copy_whose_backing_file_differs_is_caught(tmp_path: Path) -> None:
     assert "backing file other" in (images.same_shape(src / "top", dst / "top", images.COW) or "")
     with pytest.raises(ImageVerificationError, match="qemu-img compare"):
         _verify(src, dst, metas)
+
+
+def test_a_layer_not_above_the_volume_its_metadata_names_is_not_taken_as_shown(
+    tmp_path: Path
+) -> None:
+    """Equal shapes prove equal guest content only from the base up: a layer whose metadata
+    names another parent than its backing file leaves the decision to qemu-img compare."""
+    src, dst = tmp_path / "s", tmp_path / "d"
+    metas = _chain(src)
+    _copy(src, dst)
+    assert images.same_shape(src / "top", dst / "top", images.COW, "base") is None
+    assert "backing file base" in (images.same_shape(src / "top", dst / "top", images.COW,
+                                                     "elsewhere") or "")
+    metas["top"]["parent"] = "elsewhere"
+    assert _verify(src, dst, metas)["compare"] > 0  # the chains are the same: compare says so
 
 
 def test_a_copy_with_a_changed_sector_fails_on_its_checksum(tmp_path: Path) -> None:
