@@ -22,8 +22,8 @@ with ``sync`` (untimed) before each so that every side starts with no dirty page
 Prints one JSON object: medians in seconds and MiB/s of data, time ratios (agent/convert,
 agent/cp_sync, convert/cp_sync), the agent's own split from its task results (convert,
 fsync, check, checksum, shape, compare: work time, the verification's overlapping the next
-copy; verify_wait: what the task waited for the verification after its last fsync), and
-the load average. Environment: BENCH_RUNS (default
+copy; verify_wait: what the task waited for the verification after its last fsync;
+legal: the LEGAL metadata and directory fsyncs), and the load average. Environment: BENCH_RUNS (default
 5), BENCH_MIB (1024, the virtual size and total data), BENCH_DIR (default: a directory on
 the filesystem of /work).
 """

@@ -480,6 +480,7 @@ class Agent:
                 verifier.add(vol, meta)
             leaf = chain[-1]
             seconds.update(verifier.wait(leaf["volUUID"], leaf.get("format", images.RAW)))
+        t0 = time.monotonic()
         for vol, meta in metas.items():  # every volume's data is durable and verified
             meta["legality"] = "LEGAL"
             write_json_atomic(dst_dir / f"{vol}{META_SUFFIX}", meta)
@@ -487,6 +488,7 @@ class Agent:
             copied.append(vol)
         fsync_dir(dst_dir)  # the volumes' names, their metadata renames, the links
         fsync_dir(dst_dir.parent)  # the image group's own name
+        seconds["legal"] = time.monotonic() - t0
         self._die_at(points, "dirs_synced")
         result: dict[str, Any] = {"copied": copied, "bytes_copied": task.bytes_done,
                                   "seconds": {k: round(x, 4) for k, x in seconds.items()}}
