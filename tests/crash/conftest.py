@@ -8,10 +8,7 @@ the table of them is printed at the end of the session (tests/crash/crash_table.
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,15 +16,14 @@ from typing import Any
 import psycopg
 import pytest
 from agenttools import AgentProcess
-from psycopg import sql
 from crash_table import render
+from crashkit import RESULTS
+from movedisk.deploy import deploy
+from movedisk.pgserver import ThrowawayCluster
+from psycopg import sql
 from psycopg.rows import dict_row
 from worlds import agent_on_copy, stop_agent
 
-from movedisk.deploy import deploy
-from movedisk.pgserver import ThrowawayCluster
-
-RESULTS: list[dict[str, Any]] = []
 _names = itertools.count()
 
 
@@ -99,28 +95,10 @@ def crash_agent(seeded_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         stop_agent(proc)
 
 
-def restore_storage(agent: AgentProcess) -> None:
-    """The domains' files as the seeded storage has them (hard links and holes kept)."""
-    seeded = agent.seeded  # type: ignore[attr-defined]
-    domains = sorted(p.name for p in (seeded / "domains").iterdir())
-    for sd in domains:
-        shutil.rmtree(agent.root / "domains" / sd, ignore_errors=True)
-    subprocess.run(["cp", "-a", *[str(seeded / "domains" / sd) for sd in domains],
-                    str(agent.root / "domains")], check=True)
-
-
-def record(result: dict[str, Any]) -> None:
-    RESULTS.append(result)
-    path = os.environ.get("MOVEDISK_CRASH_REPORT")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps(result) + "\n")
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if RESULTS and not os.environ.get("MOVEDISK_CRASH_REPORT"):
         for line in render(RESULTS):
             terminalreporter.write_line(line)
 
 
-__all__ = ["CrashCluster", "Path", "record", "restore_storage"]
+__all__ = ["CrashCluster", "Path"]

@@ -9,7 +9,7 @@ import os
 
 import pytest
 from cells import FAULTS, KNOWN_FAILURES, POINTS, SLICE, Cell, run_cell
-from conftest import record, restore_storage
+from crashkit import record, restore_storage
 from worlds import build_world
 
 FULL = os.environ.get("MOVEDISK_CRASH_MATRIX") == "full"
