@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -108,6 +108,19 @@ class BenchAgent:
         if task is not None:
             self.by_tag.get(str(task["tag"]), {}).pop(tid, None)
         return task is not None
+
+    def stage_copy(self, src: str, dst: str, img: str, tag: str) -> str:
+        """A finished copy tagged ``tag``: the image group's volumes on ``dst`` too."""
+        self.copy(src, dst, img)
+        return self.new_task("Image.move", tag)
+
+    def stage_clear(self, task_id: str) -> None:
+        self.forget(task_id)
+
+    def stage_delete(self, sd: str, img: str, tag: str) -> str:
+        """A finished deletion tagged ``tag``: the image group gone from ``sd``."""
+        self.where.pop((sd, img))
+        return self.new_task("Image.delete", tag)
 
     # --- the verbs -------------------------------------------------------------------------
 
@@ -207,51 +220,57 @@ def stage_by_engine(eng: Engine, disk: str, dest: str, point: str) -> uuid.UUID:
     return cmd.command_id
 
 
-def stage_bulk(conn: psycopg.Connection[Any], agent: BenchAgent, moves: list[tuple[str, str]],
+class Storage(Protocol):
+    """The storage side of staging: what the agent did for a move stopped at a point."""
+
+    def stage_copy(self, src: str, dst: str, img: str, tag: str) -> str: ...
+    def stage_clear(self, task_id: str) -> None: ...
+    def stage_delete(self, sd: str, img: str, tag: str) -> str: ...
+
+
+def stage_bulk(conn: psycopg.Connection[Any], storage: Storage, moves: list[tuple[str, str]],
                dest: str, src: str, owner: str, lease: int = LEASE) -> list[uuid.UUID]:
-    """Moves (disk, crash point) left as a process stopped at that point leaves them: each
-    phase function the point passed, for all the moves at once (one statement per phase), and
-    the agent's side written directly. The command ids, in order."""
+    """Moves (disk, crash point) left as a process stopped at that point leaves them, in the
+    order a move does it: phase 1 (StartMoveDiskCommand) of all of them in one statement; the
+    copies at the agent; their records and phase 3 (RecordMoveDiskCopyTask,
+    SwitchMoveDiskCommand), one statement each; the copy tasks cleared and the source
+    deletions at the agent; their records (RecordMoveDiskDeleteTask). The command ids."""
     ids = [uuid.uuid4() for _ in moves]
     by_phase: dict[str, list[int]] = {}
     for i, (_, point) in enumerate(moves):
         for phase in PLAN[point][0]:
             by_phase.setdefault(phase, []).append(i)
-    copy_task: dict[int, str] = {}
+    cur = conn.cursor()
+
+    def phase(query: str, rows: list[int], *arrays: list[Any], args: tuple[Any, ...]) -> None:
+        if rows:
+            with conn.transaction():
+                done = cur.execute(query, (*arrays, *args)).fetchone()
+            assert done is not None and list(done.values())[0] == len(rows), (query, done)
+
+    rows = by_phase.get("start", [])
+    phase("SELECT count(*) FROM unnest(%s::uuid[], %s::uuid[]) AS m(cmd, disk) "
+          "CROSS JOIN LATERAL public.startmovediskcommand(m.cmd, m.disk, %s, %s, %s) AS c",
+          rows, [ids[i] for i in rows], [moves[i][0] for i in rows], args=(dest, owner, lease))
+    copy_task = {i: storage.stage_copy(src, dest, disk, str(ids[i]))
+                 for i, (disk, point) in enumerate(moves) if "copy" in PLAN[point][1]}
+    rows = by_phase.get("record_copy", [])
+    phase("SELECT count(*) FROM unnest(%s::uuid[], %s::uuid[]) AS m(cmd, task) "
+          "CROSS JOIN LATERAL public.recordmovediskcopytask(m.cmd, %s, %s, m.task) AS c",
+          rows, [ids[i] for i in rows], [copy_task[i] for i in rows], args=(owner, lease))
+    rows = by_phase.get("switch", [])
+    phase("SELECT count(*) FROM unnest(%s::uuid[]) AS m(cmd) "
+          "CROSS JOIN LATERAL public.switchmovediskcommand(m.cmd, %s, %s) AS c",
+          rows, [ids[i] for i in rows], args=(owner, lease))
     delete_task: dict[int, str] = {}
     for i, (disk, point) in enumerate(moves):
-        if "copy" in PLAN[point][1]:
-            agent.copy(src, dest, disk)
-            copy_task[i] = agent.new_task("Image.move", str(ids[i]))
-    cur = conn.cursor()
-    with conn.transaction():
-        rows = by_phase.get("start", [])
-        cur.execute(
-            "SELECT count(*) FROM unnest(%s::uuid[], %s::uuid[]) AS m(cmd, disk) "
-            "CROSS JOIN LATERAL public.startmovediskcommand(m.cmd, m.disk, %s, %s, %s) AS c",
-            ([ids[i] for i in rows], [moves[i][0] for i in rows], dest, owner, lease))
-        rows = by_phase.get("record_copy", [])
-        cur.execute(
-            "SELECT count(*) FROM unnest(%s::uuid[], %s::uuid[]) AS m(cmd, task) "
-            "CROSS JOIN LATERAL public.recordmovediskcopytask(m.cmd, %s, %s, m.task) AS c",
-            ([ids[i] for i in rows], [copy_task[i] for i in rows], owner, lease))
-        rows = by_phase.get("switch", [])
-        cur.execute(
-            "SELECT count(*) FROM unnest(%s::uuid[]) AS m(cmd) "
-            "CROSS JOIN LATERAL public.switchmovediskcommand(m.cmd, %s, %s) AS c",
-            ([ids[i] for i in rows], owner, lease))
-    # The deletion follows phase 3 and the copy task's clearing; then it is recorded.
-    for i, (disk, point) in enumerate(moves):
         if "delete" in PLAN[point][1]:
-            agent.forget(copy_task[i])
-            agent.where.pop((src, disk))
-            delete_task[i] = agent.new_task("Image.delete", str(ids[i]))
+            storage.stage_clear(copy_task[i])
+            delete_task[i] = storage.stage_delete(src, disk, str(ids[i]))
     rows = by_phase.get("record_delete", [])
-    with conn.transaction():
-        cur.execute(
-            "SELECT count(*) FROM unnest(%s::uuid[], %s::uuid[]) AS m(cmd, task) "
-            "CROSS JOIN LATERAL public.recordmovediskdeletetask(m.cmd, %s, %s, m.task) AS c",
-            ([ids[i] for i in rows], [delete_task[i] for i in rows], owner, lease))
+    phase("SELECT count(*) FROM unnest(%s::uuid[], %s::uuid[]) AS m(cmd, task) "
+          "CROSS JOIN LATERAL public.recordmovediskdeletetask(m.cmd, %s, %s, m.task) AS c",
+          rows, [ids[i] for i in rows], [delete_task[i] for i in rows], args=(owner, lease))
     return ids
 
 
