@@ -78,8 +78,9 @@ _CLAIM = sql.SQL("SELECT * FROM {}(%s, %s, %s, %s)").format(sql.Identifier("clai
 def claim_batch(store: Store, moves: list[tuple[MoveCommand, str | None]], owner: str,
                 lease: int) -> list[MoveCommand | None]:
     """ClaimMoveDiskCommand for each (move, its dead owner or None), pipelined: one round trip
-    for the batch, each claim its own statement (and transaction) as when sent one by one. The
-    claimed moves, None where another process holds or took it."""
+    and one transaction for the batch, each claim deciding as when sent alone (it skips a move
+    another process holds or is claiming). The claimed moves, None where another process holds
+    or took it."""
     if not moves:
         return []
     store.calls["ClaimMoveDiskCommand"] += len(moves)
