@@ -98,3 +98,21 @@ def test_a_move_claimed_by_another_process_after_the_listing_is_left_to_it(new_d
                        "WHERE command_id = %s", (ids[2],)).fetchone()
     assert row == {"lease_owner": "other-host:7:7", "ended_at": None}
     conn.close()
+
+
+def test_movedisk_recover_with_workers(world: Any) -> None:
+    """Two moves killed at different points, recovered by ``movedisk recover --workers 2``."""
+    from cli_runner import run_cli
+    from test_bench_staging import killed_at
+
+    killed_at(world, "after_copy_recorded", world.disk("vm1-data"), world.domain("D"))
+    # A template's disk: its source is shared with the VMs' disks, so its deletion is refused.
+    killed_at(world, "after_phase3_commit", world.disk("tpl-os"), world.domain("D"))
+    res = run_cli("recover", "--workers", "2", env=world.cli_env())
+    assert res.returncode == 0, res.stderr
+    assert "recovered 2 move(s)" in res.stdout, res.stdout
+    assert sorted(r["stage"] for r in world.rows("SELECT stage FROM move_disk_commands")) == [
+        "ENDED_SUCCESS", "ENDED_WITH_LEFTOVER"]
+    world.check()
+    bad = run_cli("recover", "--workers", "0", env=world.cli_env())
+    assert bad.returncode != 0 and "not a positive number" in bad.stderr
