@@ -6,7 +6,8 @@ never taken.
 At scale (thousands of moves left by a crash) the work per move is what the move itself needs:
 the unfinished moves are listed in one query, whether their owners still run is read once per
 owner, the claims go to the database a batch at a time in one round trip (a pipeline of
-ClaimMoveDiskCommand calls), and with ``workers`` > 1 (and ``connect``, which opens one
+ClaimMoveDiskCommand calls), the agent's tasks of a batch are read in one call (BatchTasks),
+and with ``workers`` > 1 (and ``connect``, which opens one
 database connection per worker, never one per move) the claimed moves are finished by that many
 threads at once. What each move's recovery decides is unchanged: ``Engine.run`` with
 ``recovering=True`` on the move as its claim returned it."""
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from ..agent import errors as agent_errors
 from ..db import user_errors
 from ..errors import MovediskError
 from .crashpoints import crash_point
@@ -98,6 +100,66 @@ def claim_batch(store: Store, moves: list[tuple[MoveCommand, str | None]], owner
     return out
 
 
+class BatchTasks:
+    """The agent as the engine sees it while recovering one batch of claimed moves: the tasks
+    tagged with those moves' command ids read in one call (Host.getAllTasksStatuses) instead of
+    one listing of every task per move. A task that was not finished then is read again
+    (Task.getStatus) when asked for, one this process clears is left out; a tag this process
+    starts a task of is asked of the agent itself from then on. Every other verb goes to the
+    agent unchanged."""
+
+    def __init__(self, agent: Any, tags: set[str]) -> None:
+        self._agent = agent
+        self._tags = tags
+        self._changed: set[str] = set()
+        self._tag_of: dict[str, str] = {}
+        self._by_tag: dict[str, list[dict[str, Any]]] | None = None
+        try:
+            every = agent.get_all_tasks_statuses()
+        except agent_errors.AgentError:
+            return  # each move asks the agent itself, and meets the error there
+        self._by_tag = {}
+        for st in every.values():
+            tag = str(st.get("tag"))
+            if tag in tags:
+                self._by_tag.setdefault(tag, []).append(st)
+                self._tag_of[str(st.get("taskID"))] = tag
+        for found in self._by_tag.values():
+            found.sort(key=lambda st: st.get("created") or 0)
+
+    def tasks_by_tag(self, tag: str) -> list[dict[str, Any]]:
+        if self._by_tag is None or tag not in self._tags or tag in self._changed:
+            return self._agent.tasks_by_tag(tag)  # type: ignore[no-any-return]
+        out = []
+        for st in self._by_tag.get(tag, []):
+            if st.get("taskState") != "finished":
+                try:
+                    st = self._agent.get_task_status(str(st["taskID"]))
+                except agent_errors.UnknownTask:
+                    continue  # gone since the listing
+            out.append(st)
+        return out
+
+    def move_image(self, *args: Any, **kw: Any) -> Any:
+        self._changed.add(str(kw.get("tag")))
+        return self._agent.move_image(*args, **kw)
+
+    def delete_image(self, *args: Any, **kw: Any) -> Any:
+        self._changed.add(str(kw.get("tag")))
+        return self._agent.delete_image(*args, **kw)
+
+    def clear_task(self, task_id: str) -> Any:
+        done = self._agent.clear_task(task_id)
+        tag = self._tag_of.pop(task_id, None)
+        if tag is not None and self._by_tag is not None:  # the agent lists it no more
+            self._by_tag[tag] = [st for st in self._by_tag.get(tag, [])
+                                 if str(st.get("taskID")) != task_id]
+        return done
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._agent, name)
+
+
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -123,7 +185,8 @@ def recover(engine: Engine, workers: int = 1,
     lock = threading.Lock()
     batches = iter(list(_batches(todo, CLAIM_BATCH)))
 
-    def work(eng: Engine) -> None:
+    def work(base: Engine) -> None:
+        eng = base
         while True:
             with lock:
                 batch = next(batches, None)
@@ -131,6 +194,8 @@ def recover(engine: Engine, workers: int = 1,
                 return
             claimed_at = time.monotonic()
             claims = claim_batch(eng.store, batch, eng.owner, eng.lease_seconds)
+            tags = {str(c.command_id) for c in claims if c is not None}
+            eng = replace(base, agent=BatchTasks(base.agent, tags)) if tags else base
             for (cmd, dead), claimed in zip(batch, claims):
                 if claimed is not None and time.monotonic() - claimed_at > eng.lease_seconds / 3:
                     # The moves before it took a while (a copy waited for): claim it again, so
