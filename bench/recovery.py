@@ -58,6 +58,8 @@ SIZES = [int(x) for x in os.environ.get("BENCH_RECOVERY_SIZES", "1000,10000").sp
 # most of the benchmark's time). The rounds' order: small, large, then the other small ones.
 SMALL_ROUNDS = int(os.environ.get("BENCH_RECOVERY_SMALL_ROUNDS", 3))
 WORKERS = int(os.environ.get("BENCH_RECOVERY_WORKERS", 1))  # recover()'s worker threads
+# One more round at the smallest size with this many workers (recover --workers), its own figure.
+MORE_WORKERS = int(os.environ.get("BENCH_RECOVERY_MORE_WORKERS", 2))
 # Where a move is stopped, round-robin (the instant agent's tasks never run: during_copy and
 # during_source_delete are not reached).
 POINTS = ["after_phase1_commit", "after_copy_accepted", "after_copy_recorded",
@@ -370,7 +372,8 @@ def stage(conn: psycopg.Connection[Any], eng: Engine, agent: BenchAgent, disks: 
     return dict(stages), by_engine, bulk
 
 
-def one_size(dsn: str, n: int, first: str, k: int, sample: int) -> dict[str, Any]:
+def one_size(dsn: str, n: int, first: str, k: int, sample: int,
+             workers: int = WORKERS) -> dict[str, Any]:
     """One round at ``n`` moves in flight (round ``k``); ``first`` is timed first."""
     tag = f"r{n}-{k}"
     t0 = time.perf_counter()
@@ -405,7 +408,7 @@ def one_size(dsn: str, n: int, first: str, k: int, sample: int) -> dict[str, Any
     def do_recover() -> None:
         agent.calls.clear()
         t = time.perf_counter()
-        report = run_recovery(live, workers=WORKERS, connect=lambda: psycopg.connect(
+        report = run_recovery(live, workers=workers, connect=lambda: psycopg.connect(
             dsn, autocommit=True, row_factory=dict_row))
         times["recover"] = time.perf_counter() - t
         assert not report.errors, report.errors[:3]
@@ -438,7 +441,7 @@ def one_size(dsn: str, n: int, first: str, k: int, sample: int) -> dict[str, Any
         f"(x{times['recover'] / times['normal']:.2f}); ended {times['recover_ended']} and "
         f"{times['normal_ended']}; agent calls: recovery "
         f"{times['recover_agent_calls']}, normal {times['normal_agent_calls']}")
-    return {"n": n, "in_flight": in_flight, "stages": crashed, "stages_own": own,
+    return {"n": n, "workers": workers, "in_flight": in_flight, "stages": crashed, "stages_own": own,
             "staging_s": round(t_stage, 2), "inventory_s": round(t_inv, 2),
             "staging_checked": checked, **times}
 
@@ -458,6 +461,8 @@ def main() -> None:
         # Which half is timed first alternates from round to round.
         runs = [one_size(dsn, n, "recover" if i % 2 == 0 else "normal", k,
                          SAMPLE if i == 0 else 0) for i, (n, k) in enumerate(plan)]
+        more = one_size(dsn, small, "recover", len(plan), 0, MORE_WORKERS) \
+            if MORE_WORKERS > 1 else None
     finally:
         cluster.stop()
     figures = []
@@ -503,6 +508,17 @@ def main() -> None:
             extra={"sizes": sorted(med), "recover_s": [round(med[n]["recover"], 3) for n in
                                                        sorted(med)],
                    "normal_s": [round(med[n]["normal"], 3) for n in sorted(med)]}))
+    if more is not None:
+        figures.append(figure(
+            f"recovery of {small} moves in flight, {MORE_WORKERS} workers", more["recover"], "s",
+            more["normal"], baseline_what=f"the same number of moves ({more['normal_moves']}) "
+            "ended normally by their own process from the same stages",
+            goal=("<=", GOAL), group="recovery_workers", rounds=1,
+            note=f"recover(workers={MORE_WORKERS}) (movedisk recover --workers "
+                 f"{MORE_WORKERS}): threads with one connection each, on a machine of "
+                 f"{os.cpu_count()} cores; otherwise as the figures above",
+            extra={"workers": MORE_WORKERS, "against_one_worker_median": round(
+                more["recover"] / med[small]["recover"], 3)}))
     emit("recovery", figures, series={
         "sizes": sorted(med), "recover_s": [round(med[n]["recover"], 3) for n in sorted(med)],
         "normal_s": [round(med[n]["normal"], 3) for n in sorted(med)],
