@@ -504,8 +504,11 @@ def main() -> None:
             baseline_what=f"recovery's time per move at {small} moves in flight",
             goal=("<=", 1.25), group="recovery", rounds=len(per_small),
             pairs=[(p, b) for p in per_small for b in per_large] if len(per_small) > 1 else None,
-            note=f"spread: the {large} run against each round at {small}",
-            extra={"sizes": sorted(med), "recover_s": [round(med[n]["recover"], 3) for n in
+            note=f"spread: the {large} run against each round at {small}; "
+                 "normal_per_move_ratio: the same for the normal ends (the machine's drift)",
+            extra={"normal_per_move_ratio": round(
+                       (med[large]["normal"] / large) / (med[small]["normal"] / small), 3),
+                   "sizes": sorted(med), "recover_s": [round(med[n]["recover"], 3) for n in
                                                        sorted(med)],
                    "normal_s": [round(med[n]["normal"], 3) for n in sorted(med)]}))
     if more is not None:
