@@ -133,17 +133,26 @@ def moves(result: dict[str, Any], path: Path) -> None:
 
 
 def recovery(result: dict[str, Any], path: Path) -> None:
-    """Time to recover N moves in flight and to end as many normally, against N."""
+    """Time to recover N moves in flight and to end as many normally, against N: the median
+    over rounds (each round a dot), the goal (2x the normal ends) and the line of linear
+    growth from the smallest N."""
     figs = sorted((f for f in result["figures"] if f.get("group") == "recovery" and "moves" in f),
                   key=lambda f: f["moves"])
     if not figs:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
     n = [f["recovered"] for f in figs]
-    ax.plot(n, [f["value"] for f in figs], "o-", label="recovery after a crash")
+    ax.plot(n, [f["value"] for f in figs], "o-", label="recovery after a crash (median)")
     ax.plot(n, [f["baseline"] for f in figs], "o--", color="tab:gray",
             label="as many normal ends, same stages")
+    for f in figs:
+        for key, color in (("recover_s_by_round", "tab:blue"), ("normal_s_by_round", "tab:gray")):
+            rounds = f.get(key) or []
+            ax.plot([f["recovered"]] * len(rounds), rounds, ".", color=color, alpha=0.5)
     ax.plot(n, [2 * f["baseline"] for f in figs], ":", color="tab:red", label="goal: 2x")
+    per = figs[0]["value"] / figs[0]["recovered"]
+    ax.plot([0, n[-1]], [0, per * n[-1]], "-.", color="tab:green", alpha=0.6,
+            label=f"linear from {n[0]} ({per * 1000:.2f} ms/move)")
     ax.set_xlabel("moves in flight")
     ax.set_ylabel("seconds")
     ax.set_xlim(left=0)

@@ -72,6 +72,9 @@ def register(sub: Any) -> None:
 
     p = _options(sub.add_parser("recover", help="finish every unfinished move whose process is gone"),
                  recover=False)
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="finish the moves with N threads, one database connection each "
+                   "(default 1)")
     p.set_defaults(handler=_recover)
 
     p = _options(sub.add_parser("cleanup", help="retry the deletions the storage still owes"))
@@ -277,9 +280,20 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number: {value!r}")
+    return n
+
+
 def _recover(args: argparse.Namespace) -> int:
     engine = engine_for(args, ProgressPrinter(quiet=bool(getattr(args, "json", False))))
-    report = recover_mod.recover(engine)
+    report = recover_mod.recover(engine, workers=args.workers,
+                                 connect=lambda: PrimarySession(args.dsn).conn)
 
     def human(r: dict[str, Any]) -> str:
         lines = [f"recovered {len(r['finished'])} move(s)"]
