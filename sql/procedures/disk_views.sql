@@ -15,6 +15,17 @@ INNER JOIN vm_device ON vm_static.vm_guid = vm_device.vm_id
 WHERE vm_device.device = 'disk'
 GROUP BY vm_device.device_id, vm_static.entity_type;
 
+-- image_group_storage_domain_view: each storage domain on which a disk (image group) has a
+-- volume mapped, once per volume. The package's one definition of "the data of image group G on
+-- domain S is the live disk": a row (G, S) exists. IsImageGroupOnStorageDomain asks it; queries
+-- that need the answer in their own plan (the removal plan) read it as EXISTS, with no call.
+CREATE OR REPLACE VIEW image_group_storage_domain_view AS
+SELECT
+    images.image_group_id,
+    image_storage_domain_map.storage_domain_id
+FROM images
+INNER JOIN image_storage_domain_map ON images.image_guid = image_storage_domain_map.image_id;
+
 -- images_storage_domain_view: one row per volume and storage domain holding it, with its
 -- disk, placement, data center, quota and statistics.
 -- Columns in oVirt's order (row mappers and positional readers expect it), hence noqa ST06.
