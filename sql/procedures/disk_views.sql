@@ -89,31 +89,50 @@ SELECT  -- noqa: ST06
     NULL::BIGINT AS progress,
     -- Move Disk Two Phase Commit (added at the end: callers of the columns above are unchanged).
     -- A temporary (To_Be_Deleted) volume: its source volume, disk and domains.
-    (images_to_be_deleted.image_id IS NOT NULL) AS is_temporary,
-    images_to_be_deleted.src_image_id,
-    images_to_be_deleted.src_image_group_id,
-    images_to_be_deleted.src_storage,
-    images_to_be_deleted.dest_storage,
+    (moves.image_id IS NOT NULL) AS is_temporary,
+    moves.src_image_id,
+    moves.src_image_group_id,
+    moves.src_storage,
+    moves.dest_storage,
     -- A source volume: the temporary volumes that stand for its pending leftovers (in no
     -- particular order: sorting them per row cost 3-7% of a point lookup at 1M images).
-    leftovers.leftover_image_ids,
-    coalesce(cardinality(leftovers.leftover_image_ids), 0) AS leftover_count
+    moves.leftover_image_ids,
+    coalesce(cardinality(moves.leftover_image_ids), 0) AS leftover_count
+-- The joins are written in the order and grouping that keep point lookups cheap (the view
+-- joins more relations than join_collapse_limit, so the planner keeps them): executor start-up
+-- builds a tuple descriptor and a projection for every join node, as wide as the columns
+-- carried through it, and dominates a point lookup. So the storage domain's relations are one
+-- narrow sub-join, probed by index per volume, with no Materialize node; the feature's two
+-- probes (the volume as a temporary one, its leftovers) are one narrow LATERAL sub-join, so
+-- that one join node above carries them; both come before the wide per-disk relations. A
+-- storage-domain filter (GetAllForStorageDomain) still drives from image_storage_domain_map.
 FROM images
-LEFT JOIN images_to_be_deleted ON images.image_guid = images_to_be_deleted.image_id
+LEFT JOIN (
+    image_storage_domain_map
+    LEFT JOIN storage_domain_static
+        ON image_storage_domain_map.storage_domain_id = storage_domain_static.id
+    LEFT JOIN quota ON image_storage_domain_map.quota_id = quota.id
+    LEFT JOIN storage_pool_iso_map ON storage_domain_static.id = storage_pool_iso_map.storage_id
+    LEFT JOIN storage_pool ON storage_pool_iso_map.storage_pool_id = storage_pool.id
+) ON images.image_guid = image_storage_domain_map.image_id
 LEFT JOIN LATERAL (
-    SELECT array_agg(l.image_id) AS leftover_image_ids
-    FROM images_to_be_deleted AS l
-    WHERE l.src_image_id = images.image_guid
-) AS leftovers ON TRUE
+    SELECT
+        t.image_id,
+        t.src_image_id,
+        t.src_image_group_id,
+        t.src_storage,
+        t.dest_storage,
+        leftovers.leftover_image_ids
+    FROM (
+        SELECT array_agg(l.image_id) AS leftover_image_ids
+        FROM images_to_be_deleted AS l
+        WHERE l.src_image_id = images.image_guid
+    ) AS leftovers
+    LEFT JOIN images_to_be_deleted AS t ON images.image_guid = t.image_id
+) AS moves ON TRUE
+LEFT JOIN vms_for_disk_view ON images.image_group_id = vms_for_disk_view.device_id
 LEFT JOIN disk_image_dynamic ON images.image_guid = disk_image_dynamic.image_id
 LEFT JOIN base_disks ON images.image_group_id = base_disks.disk_id
-LEFT JOIN vms_for_disk_view ON images.image_group_id = vms_for_disk_view.device_id
-LEFT JOIN image_storage_domain_map ON images.image_guid = image_storage_domain_map.image_id
-LEFT JOIN storage_domain_static
-    ON image_storage_domain_map.storage_domain_id = storage_domain_static.id
-LEFT JOIN quota ON image_storage_domain_map.quota_id = quota.id
-LEFT JOIN storage_pool_iso_map ON storage_domain_static.id = storage_pool_iso_map.storage_id
-LEFT JOIN storage_pool ON storage_pool_iso_map.storage_pool_id = storage_pool.id
 WHERE images.image_guid != '00000000-0000-0000-0000-000000000000';
 
 -- storage_for_image_view: every storage domain (and quota there) of each volume, as lists.
@@ -145,14 +164,14 @@ SELECT DISTINCT ON (isdv.image_guid)
     isdv.storage_pool_id,
     isdv.image_guid,
     isdv.creation_date,
-    disk_image_dynamic.actual_size,
-    disk_image_dynamic.read_rate,
-    disk_image_dynamic.read_ops,
-    disk_image_dynamic.read_latency_seconds,
-    disk_image_dynamic.write_latency_seconds,
-    disk_image_dynamic.flush_latency_seconds,
-    disk_image_dynamic.write_rate,
-    disk_image_dynamic.write_ops,
+    isdv.actual_size,
+    isdv.read_rate,
+    isdv.read_ops,
+    isdv.read_latency_seconds,
+    isdv.write_latency_seconds,
+    isdv.flush_latency_seconds,
+    isdv.write_rate,
+    isdv.write_ops,
     isdv.size,
     isdv.it_guid,
     isdv.description,
@@ -202,9 +221,10 @@ SELECT DISTINCT ON (isdv.image_guid)
     isdv.leftover_image_ids,
     isdv.leftover_count
 FROM images_storage_domain_view AS isdv
-INNER JOIN disk_image_dynamic ON isdv.image_guid = disk_image_dynamic.image_id
 INNER JOIN storage_for_image_view AS sfi ON isdv.image_guid = sfi.image_id
-WHERE isdv.active = TRUE
+-- The volume's disk_image_dynamic row (oVirt joins it again here): isdv has its columns, and
+-- actual_size, NOT NULL in the table, is NULL exactly when the volume has no such row.
+WHERE isdv.active = TRUE AND isdv.actual_size IS NOT NULL
 ORDER BY isdv.image_guid;
 
 -- all_disks_including_snapshots: every volume of every image disk, one row each, with its disk.
