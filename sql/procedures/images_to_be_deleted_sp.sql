@@ -231,7 +231,13 @@ BEGIN
         s.image_id,
         s.image_group_id,
         CASE WHEN s.live THEN 'DB_ONLY' ELSE 'STORAGE_AND_DB' END,
-        p.storage_pool_id,
+        -- One row whatever storage_pool_iso_map holds (as the complete query's SELECT INTO).
+        (
+            SELECT p.storage_pool_id
+            FROM public.storage_pool_iso_map AS p
+            WHERE p.storage_id = s.src_storage
+            LIMIT 1
+        ),
         s.src_storage,
         s.src_image_group_id,
         s.src_image_id,
@@ -263,8 +269,7 @@ BEGIN
           )
         OFFSET 0
     ) AS s
-    LEFT JOIN public.base_disks AS b ON b.disk_id = s.image_group_id
-    LEFT JOIN public.storage_pool_iso_map AS p ON p.storage_id = s.src_storage;
+    LEFT JOIN public.base_disks AS b ON b.disk_id = s.image_group_id;
     IF FOUND THEN
         RETURN;
     END IF;
