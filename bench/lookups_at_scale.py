@@ -434,6 +434,7 @@ def storage_match(timer: Timer, sc: Scale, rng: random.Random) -> list[dict[str,
         for n in names:
             timer.batch(qs[n], ps, True)
     times: dict[str, list[float]] = {n: [] for n in names}  # server CPU seconds per call
+    trips: dict[str, list[float]] = {n: [] for n in names}  # the same, one round trip a call
     t_start = time.perf_counter()
     while len(times["pk"]) < MAX_ROUNDS and (
             len(times["pk"]) < MIN_BATCH_ROUNDS or time.perf_counter() - t_start < BUDGET_S):
@@ -441,18 +442,27 @@ def storage_match(timer: Timer, sc: Scale, rng: random.Random) -> list[dict[str,
         k = len(times["pk"]) % len(names)
         for n in names[k:] + names[:k]:
             times[n].append(timer.batch(qs[n], ps, True)[1])
+        for n in names[k:] + names[:k]:
+            trips[n].append(timer.batch(qs[n], ps[:BATCH // 4], False)[1])
     ref = statistics.median(times["pk"]) * 1e3
+    trip_ref = statistics.median(trips["pk"]) * 1e3
     out = []
     for n in MATCH:
         v = statistics.median(times[n]) * 1e3
+        trip_v = statistics.median(trips[n]) * 1e3
         out.append(figure(
             f"storage match {n} @{sc.label}", v, "ms CPU", ref,
             baseline_what="GetImageByImageId (primary-key lookup of images), same ids",
             goal=("<=", STORAGE_MATCH_GOAL) if sc == BIG else None,
             pairs=list(zip(times["pk"], times[n])), group="storage_match",
             extra={"images": sc.images, "lookup": n, "calls_per_round": BATCH,
-                   "measure": "server CPU per call, pipelined batches"}))
+                   "measure": "server CPU per call, pipelined batches",
+                   "round_trip_cpu_ms": round(trip_v, 4),
+                   "round_trip_cpu_baseline_ms": round(trip_ref, 4),
+                   "round_trip_cpu_ratio": round(trip_v / trip_ref, 4),
+                   "round_trip_cpu_spread": spread(list(zip(trips["pk"], trips[n])))}))
         log(f"  {sc.label} {n}: {v:.4f} ms vs primary key {ref:.4f} ms (x{v / ref:.3f}; "
+            f"one round trip a call: {trip_v:.4f} vs {trip_ref:.4f} ms, x{trip_v / trip_ref:.3f}; "
             f"{len(times['pk'])} rounds of {BATCH} calls)")
     return out
 
