@@ -15,6 +15,17 @@ INNER JOIN vm_device ON vm_static.vm_guid = vm_device.vm_id
 WHERE vm_device.device = 'disk'
 GROUP BY vm_device.device_id, vm_static.entity_type;
 
+-- image_group_storage_domain_view: each storage domain on which a disk (image group) has a
+-- volume mapped, once per volume. The package's one definition of "the data of image group G on
+-- domain S is the live disk": a row (G, S) exists. IsImageGroupOnStorageDomain asks it; queries
+-- that need the answer in their own plan (the removal plan) read it as EXISTS, with no call.
+CREATE OR REPLACE VIEW image_group_storage_domain_view AS
+SELECT
+    images.image_group_id,
+    image_storage_domain_map.storage_domain_id
+FROM images
+INNER JOIN image_storage_domain_map ON images.image_guid = image_storage_domain_map.image_id;
+
 -- images_storage_domain_view: one row per volume and storage domain holding it, with its
 -- disk, placement, data center, quota and statistics.
 -- Columns in oVirt's order (row mappers and positional readers expect it), hence noqa ST06.
@@ -87,22 +98,32 @@ SELECT  -- noqa: ST06
     -- particular order: sorting them per row cost 3-7% of a point lookup at 1M images).
     leftovers.leftover_image_ids,
     coalesce(cardinality(leftovers.leftover_image_ids), 0) AS leftover_count
+-- The joins are written in the order and grouping that keep point lookups cheap (the view
+-- joins more relations than join_collapse_limit, so the planner keeps them): executor start-up
+-- builds a tuple descriptor and a projection for every join node, as wide as the columns
+-- carried through it, and dominates a point lookup. So the storage domain's relations are one
+-- narrow sub-join, probed by index per volume, with no Materialize node, and the feature's
+-- probes come before the wide per-disk relations. images_to_be_deleted stays a plain join (a
+-- hash join in listings; inside the LATERAL it would be probed once per row). A storage-domain
+-- filter (GetAllForStorageDomain) still drives from image_storage_domain_map's index.
 FROM images
+LEFT JOIN (
+    image_storage_domain_map
+    LEFT JOIN storage_domain_static
+        ON image_storage_domain_map.storage_domain_id = storage_domain_static.id
+    LEFT JOIN quota ON image_storage_domain_map.quota_id = quota.id
+    LEFT JOIN storage_pool_iso_map ON storage_domain_static.id = storage_pool_iso_map.storage_id
+    LEFT JOIN storage_pool ON storage_pool_iso_map.storage_pool_id = storage_pool.id
+) ON images.image_guid = image_storage_domain_map.image_id
 LEFT JOIN images_to_be_deleted ON images.image_guid = images_to_be_deleted.image_id
 LEFT JOIN LATERAL (
     SELECT array_agg(l.image_id) AS leftover_image_ids
     FROM images_to_be_deleted AS l
     WHERE l.src_image_id = images.image_guid
 ) AS leftovers ON TRUE
+LEFT JOIN vms_for_disk_view ON images.image_group_id = vms_for_disk_view.device_id
 LEFT JOIN disk_image_dynamic ON images.image_guid = disk_image_dynamic.image_id
 LEFT JOIN base_disks ON images.image_group_id = base_disks.disk_id
-LEFT JOIN vms_for_disk_view ON images.image_group_id = vms_for_disk_view.device_id
-LEFT JOIN image_storage_domain_map ON images.image_guid = image_storage_domain_map.image_id
-LEFT JOIN storage_domain_static
-    ON image_storage_domain_map.storage_domain_id = storage_domain_static.id
-LEFT JOIN quota ON image_storage_domain_map.quota_id = quota.id
-LEFT JOIN storage_pool_iso_map ON storage_domain_static.id = storage_pool_iso_map.storage_id
-LEFT JOIN storage_pool ON storage_pool_iso_map.storage_pool_id = storage_pool.id
 WHERE images.image_guid != '00000000-0000-0000-0000-000000000000';
 
 -- storage_for_image_view: every storage domain (and quota there) of each volume, as lists.
@@ -134,14 +155,14 @@ SELECT DISTINCT ON (isdv.image_guid)
     isdv.storage_pool_id,
     isdv.image_guid,
     isdv.creation_date,
-    disk_image_dynamic.actual_size,
-    disk_image_dynamic.read_rate,
-    disk_image_dynamic.read_ops,
-    disk_image_dynamic.read_latency_seconds,
-    disk_image_dynamic.write_latency_seconds,
-    disk_image_dynamic.flush_latency_seconds,
-    disk_image_dynamic.write_rate,
-    disk_image_dynamic.write_ops,
+    isdv.actual_size,
+    isdv.read_rate,
+    isdv.read_ops,
+    isdv.read_latency_seconds,
+    isdv.write_latency_seconds,
+    isdv.flush_latency_seconds,
+    isdv.write_rate,
+    isdv.write_ops,
     isdv.size,
     isdv.it_guid,
     isdv.description,
@@ -191,9 +212,10 @@ SELECT DISTINCT ON (isdv.image_guid)
     isdv.leftover_image_ids,
     isdv.leftover_count
 FROM images_storage_domain_view AS isdv
-INNER JOIN disk_image_dynamic ON isdv.image_guid = disk_image_dynamic.image_id
 INNER JOIN storage_for_image_view AS sfi ON isdv.image_guid = sfi.image_id
-WHERE isdv.active = TRUE
+-- The volume's disk_image_dynamic row (oVirt joins it again here): isdv has its columns, and
+-- actual_size, NOT NULL in the table, is NULL exactly when the volume has no such row.
+WHERE isdv.active = TRUE AND isdv.actual_size IS NOT NULL
 ORDER BY isdv.image_guid;
 
 -- all_disks_including_snapshots: every volume of every image disk, one row each, with its disk.

@@ -3,10 +3,12 @@
 -- Errors: MD001 no image has that id, MD006 the image exists but is not temporary.
 --
 -- One definition of "the source data on S is the live disk", at the level of what the storage
--- agent deletes (Image.delete takes an image group): IsImageGroupOnStorageDomain(G, S), true
--- while any volume of disk G is mapped on domain S. The storage-match procedure, the removal
--- plan, RemoveTemporaryDisk, MarkTemporaryDiskIllegal, the pending deletions and the verify
--- checks all answer by it; a snapshot merge that removes one source volume changes nothing.
+-- agent deletes (Image.delete takes an image group): a row (G, S) in
+-- image_group_storage_domain_view (disk_views.sql), true while any volume of disk G is mapped on
+-- domain S. IsImageGroupOnStorageDomain(G, S) asks it; the storage-match procedure,
+-- RemoveTemporaryDisk, MarkTemporaryDiskIllegal, the pending deletions and the verify checks all
+-- answer by that function; the removal plan reads the view in its own query (no nested call).
+-- A snapshot merge that removes one source volume changes nothing.
 
 -- InsertImageToBeDeleted: records that temporary image v_image_id stands for v_src_image_id.
 CREATE OR REPLACE FUNCTION InsertImageToBeDeleted(
@@ -139,10 +141,8 @@ AS $procedure$
 BEGIN
     RETURN EXISTS (
         SELECT 1
-        FROM public.images AS i
-        INNER JOIN public.image_storage_domain_map AS m
-            ON m.image_id = i.image_guid AND m.storage_domain_id = v_storage_domain_id
-        WHERE i.image_group_id = v_image_group_id
+        FROM public.image_group_storage_domain_view AS v
+        WHERE v.image_group_id = v_image_group_id AND v.storage_domain_id = v_storage_domain_id
     );
 END;
 $procedure$;
@@ -196,9 +196,12 @@ $procedure$;
 -- left the source domain; the agent deletes image group src_image_group_id on storage_domain_id
 -- (Image.delete(sdUUID, spUUID, imgUUID, postZero = wipe_after_delete)), then
 -- RemoveTemporaryDisk(v_storage_deleted => TRUE). delete_on_storage_domain_ids: every domain on
--- which the agent still has to delete src_image_group_id for this disk: the source domain for
--- STORAGE_AND_DB, and each pending image_groups_to_be_deleted row (a failed move's partial copy
--- on its destination: ConfirmImageGroupDeleted once deleted); never a domain where it is live.
+-- which the agent still has to delete src_image_group_id for this disk, sorted: the source domain
+-- for STORAGE_AND_DB, and each pending image_groups_to_be_deleted row (a failed move's partial
+-- copy on its destination: ConfirmImageGroupDeleted once deleted); never a domain where it is live.
+-- One query when no other deletion of the disk is pending (the usual case): live is an EXISTS on
+-- image_group_storage_domain_view in the plan, no nested call. Pending deletions elsewhere, or no
+-- row (MD001 no such image, MD006 not temporary), take the second, complete query.
 CREATE OR REPLACE FUNCTION GetImageToBeDeletedRemovalPlan(v_image_id UUID)
 RETURNS TABLE (
     image_id UUID,
@@ -220,12 +223,66 @@ DECLARE
     v_pending UUID[];
     v_at INTEGER;
 BEGIN
-    -- One query (the errors are told apart only when it finds no row); the source domain is
-    -- merged into the sorted pending domains here, by expressions, not by a second sub-plan.
+    -- The usual case: nothing else pending for the disk, so the list is the source domain or
+    -- nothing. The sub-select computes live once (OFFSET 0 keeps it from being pulled up and
+    -- its EXISTS copied into both columns that read it).
+    RETURN QUERY
+    SELECT
+        s.image_id,
+        s.image_group_id,
+        CASE WHEN s.live THEN 'DB_ONLY' ELSE 'STORAGE_AND_DB' END,
+        -- One row whatever storage_pool_iso_map holds (as the complete query's SELECT INTO).
+        (
+            SELECT p.storage_pool_id
+            FROM public.storage_pool_iso_map AS p
+            WHERE p.storage_id = s.src_storage
+            LIMIT 1
+        ),
+        s.src_storage,
+        s.src_image_group_id,
+        s.src_image_id,
+        coalesce(b.wipe_after_delete, FALSE),
+        s.imagestatus,
+        CASE WHEN s.live THEN '{}'::UUID [] ELSE ARRAY[s.src_storage] END
+    FROM (
+        SELECT
+            t.image_id,
+            tmp.image_group_id,
+            tmp.imagestatus,
+            t.src_storage,
+            t.src_image_group_id,
+            t.src_image_id,
+            EXISTS (
+                SELECT 1
+                FROM public.image_group_storage_domain_view AS v
+                WHERE v.image_group_id = t.src_image_group_id
+                  AND v.storage_domain_id = t.src_storage
+            ) AS live
+        FROM public.images_to_be_deleted AS t
+        INNER JOIN public.images AS tmp ON tmp.image_guid = t.image_id
+        WHERE t.image_id = v_image_id
+          AND NOT EXISTS (
+              SELECT 1
+              FROM public.image_groups_to_be_deleted AS g
+              WHERE g.image_group_id = t.src_image_group_id
+                AND g.storage_domain_id <> t.src_storage
+          )
+        OFFSET 0
+    ) AS s
+    LEFT JOIN public.base_disks AS b ON b.disk_id = s.image_group_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- Other deletions of the disk pending (or no such temporary image): the complete list.
     SELECT
         t.image_id,
         tmp.image_group_id,
-        public.IsImageGroupOnStorageDomain(t.src_image_group_id, t.src_storage),
+        EXISTS (
+            SELECT 1
+            FROM public.image_group_storage_domain_view AS v
+            WHERE v.image_group_id = t.src_image_group_id AND v.storage_domain_id = t.src_storage
+        ),
         p.storage_pool_id,
         t.src_storage,
         t.src_image_group_id,
@@ -238,7 +295,12 @@ BEGIN
             FROM public.image_groups_to_be_deleted AS g
             WHERE g.image_group_id = t.src_image_group_id
               AND g.storage_domain_id <> t.src_storage
-              AND NOT public.IsImageGroupOnStorageDomain(g.image_group_id, g.storage_domain_id)
+              AND NOT EXISTS (
+                  SELECT 1
+                  FROM public.image_group_storage_domain_view AS v
+                  WHERE v.image_group_id = g.image_group_id
+                    AND v.storage_domain_id = g.storage_domain_id
+              )
             ORDER BY g.storage_domain_id
         )
     INTO image_id, image_group_id, v_on_src, storage_pool_id, storage_domain_id,
