@@ -229,8 +229,9 @@ class SimControl(_Rpc):
     def add_fault(self, kind: str, sdUUID: str | None = None, imgUUID: str | None = None,
                   count: int = 1, **params: Any) -> int:
         """Inject a fault into the next ``count`` tasks matching domain / image (0: always).
-        Kinds: copy_fail_after(bytes), copy_die_after(bytes), copy_delay(bytes_per_second |
-        sleep_per_chunk, chunk), delete_fail, delete_die, delete_delay(seconds), die_at(point)."""
+        Kinds: copy_fail_after(bytes), copy_die_after(bytes), copy_corrupt, copy_delay(
+        bytes_per_second | sleep_per_chunk, chunk), delete_fail, delete_die,
+        delete_delay(seconds), die_at(point); ``Sim.faultKinds`` says what each does."""
         return int(self.call("Sim.addFault", kind=kind, sdUUID=sdUUID, imgUUID=imgUUID,
                              count=count, **params))
 

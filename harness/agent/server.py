@@ -291,7 +291,10 @@ class Agent:
         return True
 
     def all_tasks_statuses(self, tag: str | None = None) -> dict[str, dict[str, Any]]:
-        return {t.id: t.status() for t in self.tasks.all() if tag is None or t.tag == tag}
+        if tag is not None and not isinstance(tag, str):
+            raise InvalidParameter("tag must be a string")
+        tasks = self.tasks.all() if tag is None else self.tasks.with_tag(tag)
+        return {t.id: t.status() for t in tasks}
 
     # --- VDSM verbs: Image.move ----------------------------------------------------------
 

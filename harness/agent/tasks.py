@@ -117,6 +117,9 @@ class TaskStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self.tasks: dict[str, Task] = {}
+        # The tasks of each tag (the engine asks for its move's tasks by tag at every step:
+        # without this, each question walked and sorted every task the agent holds).
+        self.tagged: dict[str, dict[str, Task]] = {}
         for path in sorted(self.dir.glob("*.json")):
             try:
                 task = Task(read_json(path))
@@ -148,7 +151,7 @@ class TaskStore:
                 task.result = {**task.result, "interrupted": True}
                 task.updated = time.time()
                 self.save(task)
-            self.tasks[task.id] = task
+            self._index(task)
 
     def save(self, task: Task) -> None:
         """Write the task's record durably (file and directory entry)."""
@@ -164,9 +167,14 @@ class TaskStore:
              "bytes_total": bytes_total}
         )
         with self.lock:
-            self.tasks[task.id] = task
+            self._index(task)
         self.save(task)
         return task
+
+    def _index(self, task: Task) -> None:
+        self.tasks[task.id] = task
+        if task.tag is not None:
+            self.tagged.setdefault(task.tag, {})[task.id] = task
 
     def get(self, taskID: str) -> Task:
         tid = check_uuid(taskID, "taskID")
@@ -179,6 +187,11 @@ class TaskStore:
     def all(self) -> list[Task]:
         with self.lock:
             return sorted(self.tasks.values(), key=lambda t: t.created)
+
+    def with_tag(self, tag: str) -> list[Task]:
+        """The tasks created with ``tag``, oldest first."""
+        with self.lock:
+            return sorted(self.tagged.get(tag, {}).values(), key=lambda t: t.created)
 
     def progress(self, task: Task, n: int) -> None:
         task.bytes_done += n
@@ -206,6 +219,11 @@ class TaskStore:
             raise TaskNotFinished(f"Task not finished: {task.id}", taskID=task.id)
         with self.lock:
             self.tasks.pop(task.id, None)
+            if task.tag is not None:
+                same = self.tagged.get(task.tag, {})
+                same.pop(task.id, None)
+                if not same:
+                    self.tagged.pop(task.tag, None)
         try:
             os.unlink(self.dir / f"{task.id}.json")
         except FileNotFoundError:

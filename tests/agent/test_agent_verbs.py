@@ -168,9 +168,17 @@ def test_tasks_are_found_by_tag_listed_and_cleared(
     assert client.tasks_by_tag(new_id()) == []
     assert task in client.get_all_tasks_statuses()
     assert (agent_root / "tasks" / f"{task}.json").exists()
+    second = client.delete_image(pool.sp, pool.dst, img, tag=tag)
+    client.wait_task(second)
+    assert [s["taskID"] for s in client.tasks_by_tag(tag)] == [task, second]
     assert client.clear_task(task)
     assert task not in client.get_all_tasks_statuses()
+    assert [s["taskID"] for s in client.tasks_by_tag(tag)] == [second]
     assert not (agent_root / "tasks" / f"{task}.json").exists()
+    assert client.clear_task(second)
+    assert client.tasks_by_tag(tag) == []
+    with pytest.raises(E.InvalidParameter):
+        client.call("Host.getAllTasksStatuses", tag=["not", "a", "string"])
     with pytest.raises(E.UnknownTask) as exc:
         client.get_task_status(task)
     assert exc.value.vdsm_code == 401
