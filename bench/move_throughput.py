@@ -111,6 +111,18 @@ class InstantAgent:
         return [{"volUUID": v, "image": img, "legality": "LEGAL", "checksum": "c"}
                 for v in self.where[(sd, img)]]
 
+    def verify_image(self, sp, sd, img, expected=None) -> dict:
+        """Image.verify answered from memory: the copy is what the move made (checksum "c")."""
+        from movedisk.agent.errors import ImageDoesNotExistInSD, ImageVerificationError
+
+        InstantAgent.calls += 1
+        if (sd, img) not in self.where:
+            raise ImageDoesNotExistInSD("no such image", imgUUID=img, sdUUID=sd)
+        vols = self.where[(sd, img)]
+        if expected and any(v not in vols or c != "c" for v, c in expected.items()):
+            raise ImageVerificationError("checksum differs", imgUUID=img, sdUUID=sd)
+        return {"verified": list(vols), "seconds": 0.0}
+
 
 def worker(dsn: str, sock: str | None, disks: list[str], dest: str, out: mp.Queue,
            volumes: dict[str, list[str]], src: str, ready: mp.Queue, go: Any) -> None:

@@ -85,6 +85,9 @@ class Engine:
     reconnect: Callable[[], Any] | None = None
     # Why the last re-read of a copy (verify_copy) found it not intact ('' when it was).
     last_verify_error: str = field(default="", repr=False)
+    # The disk's own volume ids per move (command id), read once per run: a moving disk is
+    # LOCKED from phase 1 to its end, so its volumes cannot change while the move runs.
+    _own: dict[uuid.UUID, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.owner:
@@ -116,6 +119,13 @@ class Engine:
         has a ``reconnect``, it reaches the primary again (bounded backoff) and goes on from
         the move as the database then records it, never from the ``cmd`` it had: the last
         commit may not have survived the failover."""
+        self._own.pop(cmd.command_id, None)  # read afresh by every run (recovery included)
+        try:
+            return self._run(cmd, recovering)
+        finally:
+            self._own.pop(cmd.command_id, None)
+
+    def _run(self, cmd: MoveCommand, recovering: bool) -> MoveCommand:
         tag = str(cmd.command_id)
         reconnects = 0
         while True:
@@ -153,6 +163,7 @@ class Engine:
         self.emit("warning", cmd, f"lost the database ({' '.join(str(exc).split())}); "
                   "reconnecting to the primary")
         self.store.conn = self.reconnect()
+        self._own.pop(cmd.command_id, None)
         fresh = self.store.get_move(cmd.command_id)
         if fresh is None:
             raise MoveRecordLost(
@@ -189,7 +200,7 @@ class Engine:
 
     def truth(self, cmd: MoveCommand) -> StorageTruth:
         """What S and D hold of the disk, compared with the volumes the database knows."""
-        own = {str(p.image_guid) for p in self.store.placement(cmd.image_group_id)}
+        own = self.own_volumes(cmd)
         src = self._volumes(cmd, cmd.src_storage)
         dst = self._volumes(cmd, cmd.dest_storage)
 
@@ -203,13 +214,22 @@ class Engine:
         return StorageTruth(src_complete=complete(src), src_present=src is not None,
                             dst_complete=dst_complete, dst_present=dst is not None)
 
+    def own_volumes(self, cmd: MoveCommand) -> frozenset[str]:
+        """The ids of the disk's own volumes as the database records them (GetImageGroupPlacement),
+        read once per run of the move and kept until it ends."""
+        own = self._own.get(cmd.command_id)
+        if own is None:
+            own = frozenset(str(p.image_guid) for p in self.store.placement(cmd.image_group_id))
+            self._own[cmd.command_id] = own
+        return own
+
     def verify_copy(self, cmd: MoveCommand) -> bool:
         """Whether D's copy reads back as S recorded it, re-read now (Image.verify), never
         trusting what the copy task checked when it finished: the data may have changed since.
         A difference is reported (a warning event naming the volume) and answers False."""
         why = verify_data(self.agent, cmd.storage_pool_id, cmd.image_group_id, cmd.dest_storage,
                           reference=cmd.src_storage,
-                          volumes={p.image_guid for p in self.store.placement(cmd.image_group_id)})
+                          volumes=set(self.own_volumes(cmd)))
         self.last_verify_error = why
         if why:
             self.emit("warning", cmd, f"the copy on storage domain {cmd.dest_storage} is not "

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 
-from ..db import call
+from ..db import call, user_errors
 from . import retry
 from .crashpoints import armed, crash_point
 from .states import Stage
@@ -25,8 +26,13 @@ from .states import Stage
 T = TypeVar("T")
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _row(cls: type[T], row: dict[str, Any]) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     return cls(**{k: v for k, v in row.items() if k in names})
 
 
@@ -94,6 +100,8 @@ class Store:
             conn.autocommit = True
         self.conn = conn
         self.calls: Counter[str] = Counter()
+        # Each function's statement, composed once (db.call composes it on every call).
+        self._queries: dict[tuple[str, int], bytes] = {}
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -104,7 +112,16 @@ class Store:
                 rows = call(self.conn, function, *args)
                 crash_point(crash)
             return rows
-        return call(self.conn, function, *args)
+        key = (function, len(args))
+        query = self._queries.get(key)
+        if query is None:
+            call_ = call(self.conn, function, *args)  # checks the name, composes, runs
+            self._queries[key] = sql.SQL("SELECT * FROM {}({})").format(
+                sql.Identifier(function.lower()), sql.SQL(", ").join(sql.Placeholder() * len(args))
+            ).as_bytes(self.conn)
+            return call_
+        with user_errors():
+            return self.conn.execute(query, args).fetchall()
 
     def _moves(self, function: str, *args: Any, crash: str | None = None) -> list[MoveCommand]:
         return [_row(MoveCommand, r) for r in self._call(function, *args, crash=crash)]
