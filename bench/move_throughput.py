@@ -3,7 +3,10 @@ simple-update rate (-N, as many clients as workers) on the same throwaway cluste
 run, with an instant agent (an in-process stand-in whose tasks finish at once: the engine and
 the database alone) and with the real agent (qemu-img copies, fsynced, of 1-volume disks of
 4 KiB of data); and what one move costs: round trips from the engine (stored function calls),
-functions run in the server (pg_stat_user_functions, nested calls included), agent RPCs.
+functions run in the server (pg_stat_user_functions, nested calls included), agent RPCs; and,
+as diagnostics, the CPU time per move of the engine's processes and of their backends against
+a backend's CPU time per pgbench transaction (server_cpu_ratio: the ratio's floor on a machine
+whose cores are all busy).
 
 Prints one JSON object. Environment: BENCH_MOVES (disks per worker count with the real agent,
 default 60; four times as many with the instant one),
@@ -127,25 +130,56 @@ class InstantAgent:
 def worker(dsn: str, sock: str | None, disks: list[str], dest: str, out: mp.Queue,
            volumes: dict[str, list[str]], src: str, ready: mp.Queue, go: Any) -> None:
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+    backend = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
     client = CountingClient(sock) if sock else InstantAgent(volumes, src)
     ready.put(1)
     go.wait()
+    server0, client0 = cpu_seconds(backend), time.process_time()
     eng = Engine(Store(conn), client, poll_seconds=0.002, max_poll_seconds=0.01)
     ended = []
     for d in disks:
         ended.append(eng.run(eng.start(uuid.UUID(d), uuid.UUID(dest))).stage)
+    server1, client1 = cpu_seconds(backend), time.process_time()
     out.put({"stages": ended, "store_calls": sum(eng.store.calls.values()),
              "agent_calls": CountingClient.calls + InstantAgent.calls,
-             "by_function": dict(eng.store.calls)})
+             "by_function": dict(eng.store.calls), "client_cpu_s": client1 - client0,
+             "server_cpu_s": None if server0 is None or server1 is None else server1 - server0})
 
 
-def pgbench(cluster: ThrowawayCluster, db: str, clients: int) -> float:
+def cpu_seconds(pid: int, children: bool = False) -> float | None:
+    """CPU time (user + system) of process ``pid`` on this host (with ``children``: of its
+    exited children, e.g. the postmaster's ended backends), or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[13]) + int(fields[14]) if children else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pgbench(cluster: ThrowawayCluster, db: str, clients: int) -> tuple[float, float | None]:
+    """pgbench -N's transactions per second, and the server's CPU time per transaction (its
+    backends' CPU, read from the postmaster's exited children once they disconnected)."""
     prog = str(cluster.binaries.program("pgbench"))
     dsn = cluster.dsn(db)
     subprocess.run([prog, "-i", "-q", "-s", "1", dsn], check=True, capture_output=True)
+    postmaster = postmaster_pid(cluster)
+    before = cpu_seconds(postmaster, children=True) if postmaster else None
     res = subprocess.run([prog, "-N", "-c", str(clients), "-j", str(clients), "-T", str(SECONDS),
                           dsn], check=True, capture_output=True, text=True)
-    return float(re.search(r"tps = ([0-9.]+)", res.stdout).group(1))
+    time.sleep(0.3)  # the postmaster reaps the ended backends
+    after = cpu_seconds(postmaster, children=True) if postmaster else None
+    done = int(re.search(r"transactions actually processed: ([0-9]+)", res.stdout).group(1))
+    per_tx = None if before is None or after is None or not done else (after - before) / done
+    return float(re.search(r"tps = ([0-9.]+)", res.stdout).group(1)), per_tx
+
+
+def postmaster_pid(cluster: ThrowawayCluster) -> int | None:
+    try:
+        return int((cluster.base / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main() -> int:
@@ -204,8 +238,10 @@ def main() -> int:
                 fn_calls = c.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions").fetchone()[0]
             stages = [s for o in outs for s in o["stages"]]
             assert stages == ["ENDED_SUCCESS"] * len(disks), set(stages)
-            tps = pgbench(cluster, "pgb", workers)
+            tps, pgb_cpu = pgbench(cluster, "pgb", workers)
             rate = len(disks) / seconds
+            srv = [o["server_cpu_s"] for o in outs]
+            server_cpu = None if None in srv else sum(srv) / len(disks)
             results[agent_kind][str(workers)] = {
                 "moves": len(disks), "seconds": round(seconds, 3), "moves_per_s": round(rate, 1),
                 "pgbench_simple_update_tps": round(tps, 1),
@@ -214,6 +250,13 @@ def main() -> int:
                 "round_trips_per_move": round(sum(o["store_calls"] for o in outs) / len(disks), 2),
                 "server_function_calls_per_move": round(int(fn_calls) / len(disks), 2),
                 "agent_rpcs_per_move": round(sum(o["agent_calls"] for o in outs) / len(disks), 2),
+                # Diagnostics (not the figure): CPU time per move of the engine's processes and
+                # of their database backends, and of a backend per pgbench -N transaction.
+                "client_cpu_ms_per_move": round(sum(o["client_cpu_s"] for o in outs) / len(disks) * 1e3, 3),
+                "server_cpu_ms_per_move": None if server_cpu is None else round(server_cpu * 1e3, 3),
+                "pgbench_server_cpu_ms_per_tx": None if pgb_cpu is None else round(pgb_cpu * 1e3, 4),
+                "server_cpu_ratio": (None if server_cpu is None or not pgb_cpu
+                                     else round(server_cpu / pgb_cpu, 1)),
             }
             if workers == 1 and instant:
                 results["calls_of_one_worker"] = outs[0]["by_function"]
