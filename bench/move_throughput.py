@@ -175,6 +175,16 @@ def pgbench(cluster: ThrowawayCluster, db: str, clients: int) -> tuple[float, fl
     return float(re.search(r"tps = ([0-9.]+)", res.stdout).group(1)), per_tx
 
 
+def machine_busy_seconds() -> float | None:
+    """Core-seconds this host's CPUs spent busy since boot (/proc/stat: all but idle and iowait)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def postmaster_pid(cluster: ThrowawayCluster) -> int | None:
     try:
         return int((cluster.base / "data" / "postmaster.pid").read_text().split()[0])
@@ -228,11 +238,13 @@ def main() -> int:
             for _ in procs:
                 ready.get(timeout=60)  # connected, waiting: process start-up is not timed
             t0 = time.perf_counter()
+            busy0 = machine_busy_seconds()
             go.set()
             outs = [q.get(timeout=600) for _ in procs]
+            busy1 = machine_busy_seconds()
+            seconds = time.perf_counter() - t0
             for p in procs:
                 p.join()
-            seconds = time.perf_counter() - t0
             time.sleep(0.6)
             with psycopg.connect(dsn, autocommit=True) as c:
                 fn_calls = c.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions").fetchone()[0]
@@ -242,6 +254,10 @@ def main() -> int:
             rate = len(disks) / seconds
             srv = [o["server_cpu_s"] for o in outs]
             server_cpu = None if None in srv else sum(srv) / len(disks)
+            # What else kept the machine's cores busy meanwhile (other jobs, the agent, the
+            # statistics collector...): busy core-seconds not spent by the workers or backends.
+            ours = sum(o["client_cpu_s"] for o in outs) + (server_cpu or 0) * len(disks)
+            others = None if busy0 is None or busy1 is None else max(0.0, busy1 - busy0 - ours)
             results[agent_kind][str(workers)] = {
                 "moves": len(disks), "seconds": round(seconds, 3), "moves_per_s": round(rate, 1),
                 "pgbench_simple_update_tps": round(tps, 1),
@@ -257,6 +273,7 @@ def main() -> int:
                 "pgbench_server_cpu_ms_per_tx": None if pgb_cpu is None else round(pgb_cpu * 1e3, 4),
                 "server_cpu_ratio": (None if server_cpu is None or not pgb_cpu
                                      else round(server_cpu / pgb_cpu, 1)),
+                "other_busy_cores": None if others is None else round(others / seconds, 2),
             }
             if workers == 1 and instant:
                 results["calls_of_one_worker"] = outs[0]["by_function"]

@@ -205,7 +205,10 @@ def move_throughput_figures(out: dict[str, Any]) -> list[dict[str, Any]]:
                        "pgbench_tps": r["pgbench_simple_update_tps"],
                        "round_trips_per_move": r["round_trips_per_move"],
                        "server_function_calls_per_move": r["server_function_calls_per_move"],
-                       "agent_rpcs_per_move": r["agent_rpcs_per_move"]}))
+                       "agent_rpcs_per_move": r["agent_rpcs_per_move"],
+                       **{k: r[k] for k in ("client_cpu_ms_per_move", "server_cpu_ms_per_move",
+                                            "pgbench_server_cpu_ms_per_tx", "server_cpu_ratio",
+                                            "other_busy_cores") if k in r}}))
     return figs
 
 
