@@ -2,15 +2,17 @@
 simple-update rate (-N, as many clients as workers) on the same throwaway cluster in the same
 run, with an instant agent (an in-process stand-in whose tasks finish at once: the engine and
 the database alone) and with the real agent (qemu-img copies, fsynced, of 1-volume disks of
-4 KiB of data); and what one move costs: round trips from the engine (stored function calls),
-functions run in the server (pg_stat_user_functions, nested calls included), agent RPCs; and,
+4 KiB of data); and what one move costs: round trips from the engine (a pipeline of calls is
+one), the stored functions it calls (engine_function_calls_per_move), functions run in the
+server (pg_stat_user_functions, nested calls included), agent RPCs; and,
 as diagnostics, the CPU time per move of the engine's processes and of their backends against
 a backend's CPU time per pgbench transaction (server_cpu_ratio: the ratio's floor on a machine
 whose cores are all busy).
 
 Prints one JSON object. Environment: BENCH_MOVES (disks per worker count with the real agent,
-default 60; four times as many with the instant one),
-BENCH_SECONDS (pgbench duration, default 5).
+default 60; four times as many with the instant one), BENCH_SECONDS (pgbench duration, default
+5), BENCH_ROUNDS (rounds of moves, each followed by pgbench for its share of BENCH_SECONDS,
+default 5: each ratio comes with the spread of its rounds).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +46,9 @@ from movedisk.pgserver import ThrowawayCluster  # noqa: E402
 
 MOVES = int(os.environ.get("BENCH_MOVES", 60))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
+# Rounds of moves interleaved with pgbench runs of SECONDS / ROUNDS seconds (at least 1) each.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+PGBENCH_ROUND_SECONDS = max(1, SECONDS // ROUNDS)
 
 
 def spec(n: int, tag: str) -> dict:
@@ -127,23 +133,24 @@ class InstantAgent:
         return {"verified": list(vols), "seconds": 0.0}
 
 
-def worker(dsn: str, sock: str | None, disks: list[str], dest: str, out: mp.Queue,
-           volumes: dict[str, list[str]], src: str, ready: mp.Queue, go: Any) -> None:
+def worker(dsn: str, sock: str | None, rounds: list[list[str]], dest: str, out: mp.Queue,
+           volumes: dict[str, list[str]], src: str, ready: mp.Queue, gos: list[Any]) -> None:
+    """Moves its share of each round's disks when that round's signal comes; one report each."""
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
     backend = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
     client = CountingClient(sock) if sock else InstantAgent(volumes, src)
-    ready.put(1)
-    go.wait()
-    server0, client0 = cpu_seconds(backend), time.process_time()
     eng = Engine(Store(conn), client, poll_seconds=0.002, max_poll_seconds=0.01)
-    ended = []
-    for d in disks:
-        ended.append(eng.run(eng.start(uuid.UUID(d), uuid.UUID(dest))).stage)
-    server1, client1 = cpu_seconds(backend), time.process_time()
-    out.put({"stages": ended, "store_calls": sum(eng.store.calls.values()),
-             "agent_calls": CountingClient.calls + InstantAgent.calls,
-             "by_function": dict(eng.store.calls), "client_cpu_s": client1 - client0,
-             "server_cpu_s": None if server0 is None or server1 is None else server1 - server0})
+    ready.put(1)
+    for go, disks in zip(gos, rounds):
+        go.wait()
+        server0, client0 = cpu_seconds(backend), time.process_time()
+        ended = [eng.run(eng.start(uuid.UUID(d), uuid.UUID(dest))).stage for d in disks]
+        server1, client1 = cpu_seconds(backend), time.process_time()
+        out.put({"stages": ended, "store_calls": sum(eng.store.calls.values()),
+                 "round_trips": eng.store.round_trips,
+                 "agent_calls": CountingClient.calls + InstantAgent.calls,
+                 "by_function": dict(eng.store.calls), "client_cpu_s": client1 - client0,
+                 "server_cpu_s": None if server0 is None or server1 is None else server1 - server0})
 
 
 def cpu_seconds(pid: int, children: bool = False) -> float | None:
@@ -158,21 +165,21 @@ def cpu_seconds(pid: int, children: bool = False) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def pgbench(cluster: ThrowawayCluster, db: str, clients: int) -> tuple[float, float | None]:
-    """pgbench -N's transactions per second, and the server's CPU time per transaction (its
-    backends' CPU, read from the postmaster's exited children once they disconnected)."""
+def pgbench(cluster: ThrowawayCluster, db: str, clients: int,
+            seconds: int) -> tuple[float, int, float | None]:
+    """pgbench -N for ``seconds``: transactions per second, how many, and the server's CPU time
+    per transaction (its backends', read from the postmaster's exited children once they
+    disconnected)."""
     prog = str(cluster.binaries.program("pgbench"))
-    dsn = cluster.dsn(db)
-    subprocess.run([prog, "-i", "-q", "-s", "1", dsn], check=True, capture_output=True)
     postmaster = postmaster_pid(cluster)
     before = cpu_seconds(postmaster, children=True) if postmaster else None
-    res = subprocess.run([prog, "-N", "-c", str(clients), "-j", str(clients), "-T", str(SECONDS),
-                          dsn], check=True, capture_output=True, text=True)
+    res = subprocess.run([prog, "-N", "-c", str(clients), "-j", str(clients), "-T", str(seconds),
+                          cluster.dsn(db)], check=True, capture_output=True, text=True)
     time.sleep(0.3)  # the postmaster reaps the ended backends
     after = cpu_seconds(postmaster, children=True) if postmaster else None
     done = int(re.search(r"transactions actually processed: ([0-9]+)", res.stdout).group(1))
     per_tx = None if before is None or after is None or not done else (after - before) / done
-    return float(re.search(r"tps = ([0-9.]+)", res.stdout).group(1)), per_tx
+    return float(re.search(r"tps = ([0-9.]+)", res.stdout).group(1)), done, per_tx
 
 
 def machine_busy_seconds() -> float | None:
@@ -228,21 +235,42 @@ def main() -> int:
             time.sleep(0.6)  # the statistics collector's reset reaches the counters
             q: mp.Queue = mp.Queue()
             ready: mp.Queue = mp.Queue()
-            go = mp.Event()
+            gos = [mp.Event() for _ in range(ROUNDS)]
+            # Round r moves disks[r::ROUNDS]; worker i moves its i-th share of them.
+            per_round = [disks[r::ROUNDS] for r in range(ROUNDS)]
             procs = [mp.Process(target=worker, args=(
-                dsn, None if instant else sock, disks[i::workers], dest, q,
-                {d: volumes[d] for d in disks[i::workers]}, src, ready, go))
+                dsn, None if instant else sock, [ds[i::workers] for ds in per_round], dest, q,
+                {d: volumes[d] for ds in per_round for d in ds[i::workers]}, src, ready, gos))
                 for i in range(workers)]
             for p in procs:
                 p.start()
             for _ in procs:
                 ready.get(timeout=60)  # connected, waiting: process start-up is not timed
-            t0 = time.perf_counter()
-            busy0 = machine_busy_seconds()
-            go.set()
-            outs = [q.get(timeout=600) for _ in procs]
-            busy1 = machine_busy_seconds()
-            seconds = time.perf_counter() - t0
+            prog = str(cluster.binaries.program("pgbench"))
+            subprocess.run([prog, "-i", "-q", "-s", "1", cluster.dsn("pgb")], check=True,
+                           capture_output=True)
+            # Interleaved: a round of moves, then pgbench for its share of BENCH_SECONDS, ...
+            pairs, seconds, others, outs, tx, tx_seconds, tx_cpu = [], 0.0, 0.0, [], 0, 0.0, []
+            for r in range(ROUNDS):
+                t0 = time.perf_counter()
+                busy0 = machine_busy_seconds()
+                gos[r].set()
+                got = [q.get(timeout=600) for _ in procs]
+                busy1 = machine_busy_seconds()
+                took = time.perf_counter() - t0
+                outs += got
+                seconds += took
+                # What else kept the machine's cores busy meanwhile (other jobs, the agent...):
+                # busy core-seconds not spent by the workers or their backends.
+                ours = sum(o["client_cpu_s"] + (o["server_cpu_s"] or 0) for o in got)
+                if busy0 is not None and busy1 is not None:
+                    others += max(0.0, busy1 - busy0 - ours)
+                tps, done, per_tx = pgbench(cluster, "pgb", workers, PGBENCH_ROUND_SECONDS)
+                tx += done
+                tx_seconds += done / tps
+                if per_tx is not None:
+                    tx_cpu.append(per_tx)
+                pairs.append((1000 / tps, took * 1000 / len(per_round[r])))
             for p in procs:
                 p.join()
             time.sleep(0.6)
@@ -250,22 +278,23 @@ def main() -> int:
                 fn_calls = c.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions").fetchone()[0]
             stages = [s for o in outs for s in o["stages"]]
             assert stages == ["ENDED_SUCCESS"] * len(disks), set(stages)
-            tps, pgb_cpu = pgbench(cluster, "pgb", workers)
+            last = outs[-len(procs):]  # each worker's last report carries its totals
+            tps = tx / tx_seconds
             rate = len(disks) / seconds
             srv = [o["server_cpu_s"] for o in outs]
             server_cpu = None if None in srv else sum(srv) / len(disks)
-            # What else kept the machine's cores busy meanwhile (other jobs, the agent, the
-            # statistics collector...): busy core-seconds not spent by the workers or backends.
-            ours = sum(o["client_cpu_s"] for o in outs) + (server_cpu or 0) * len(disks)
-            others = None if busy0 is None or busy1 is None else max(0.0, busy1 - busy0 - ours)
+            pgb_cpu = statistics.median(tx_cpu) if tx_cpu else None
             results[agent_kind][str(workers)] = {
                 "moves": len(disks), "seconds": round(seconds, 3), "moves_per_s": round(rate, 1),
                 "pgbench_simple_update_tps": round(tps, 1),
                 "ratio_moves_to_pgbench_tx": round(rate / tps, 4),
                 "pgbench_tx_per_move": round(tps / rate, 1),
-                "round_trips_per_move": round(sum(o["store_calls"] for o in outs) / len(disks), 2),
+                # Per round (interleaved): [ms per pgbench transaction, ms per move].
+                "rounds": [[round(b, 4), round(v, 4)] for b, v in pairs],
+                "round_trips_per_move": round(sum(o["round_trips"] for o in last) / len(disks), 2),
+                "engine_function_calls_per_move": round(sum(o["store_calls"] for o in last) / len(disks), 2),
                 "server_function_calls_per_move": round(int(fn_calls) / len(disks), 2),
-                "agent_rpcs_per_move": round(sum(o["agent_calls"] for o in outs) / len(disks), 2),
+                "agent_rpcs_per_move": round(sum(o["agent_calls"] for o in last) / len(disks), 2),
                 # Diagnostics (not the figure): CPU time per move of the engine's processes and
                 # of their database backends, and of a backend per pgbench -N transaction.
                 "client_cpu_ms_per_move": round(sum(o["client_cpu_s"] for o in outs) / len(disks) * 1e3, 3),
@@ -273,10 +302,10 @@ def main() -> int:
                 "pgbench_server_cpu_ms_per_tx": None if pgb_cpu is None else round(pgb_cpu * 1e3, 4),
                 "server_cpu_ratio": (None if server_cpu is None or not pgb_cpu
                                      else round(server_cpu / pgb_cpu, 1)),
-                "other_busy_cores": None if others is None else round(others / seconds, 2),
+                "other_busy_cores": None if busy0 is None else round(others / seconds, 2),
             }
             if workers == 1 and instant:
-                results["calls_of_one_worker"] = outs[0]["by_function"]
+                results["calls_of_one_worker"] = last[0]["by_function"]
         print(json.dumps({"bench": "move_throughput", "results": results}, indent=1))
     finally:
         if agent is not None:

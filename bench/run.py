@@ -198,9 +198,13 @@ def move_throughput_figures(out: dict[str, Any]) -> list[dict[str, Any]]:
                 f"move throughput, {agent}, {workers} worker{'s' if workers != '1' else ''}",
                 1000 / r["moves_per_s"], "ms/move", 1000 / r["pgbench_simple_update_tps"],
                 baseline_what=f"one pgbench -N transaction, {workers} client(s), same cluster",
-                goal=("<=", 4.0) if instant else None, rounds=r["moves"],
+                goal=("<=", 4.0) if instant else None,
+                pairs=[(b, v) for b, v in r["rounds"]] if "rounds" in r else None,
+                rounds=len(r["rounds"]) if "rounds" in r else r["moves"],
                 group="moves" if instant else "moves_real",
-                note="moves then pgbench, one after the other, per worker count",
+                note=(f"{r['moves']} moves in {len(r['rounds'])} rounds, each followed by "
+                      "pgbench (interleaved), per worker count" if "rounds" in r else
+                      "moves then pgbench, one after the other, per worker count"),
                 extra={"workers": int(workers), "agent": kind, "moves_per_s": r["moves_per_s"],
                        "pgbench_tps": r["pgbench_simple_update_tps"],
                        "round_trips_per_move": r["round_trips_per_move"],

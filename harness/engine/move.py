@@ -35,6 +35,8 @@ from .states import (
 from .store import MoveCommand, Store
 
 DEFAULT_LEASE_SECONDS = 30
+# Placements kept for moves started by this engine but not run yet (see Engine.start).
+MAX_KEPT_PLACEMENTS = 1024
 # Reconnections one run may make (each one bounded by db.Backoff) before it gives up.
 MAX_RECONNECTS = 5
 
@@ -85,8 +87,9 @@ class Engine:
     reconnect: Callable[[], Any] | None = None
     # Why the last re-read of a copy (verify_copy) found it not intact ('' when it was).
     last_verify_error: str = field(default="", repr=False)
-    # The disk's own volume ids per move (command id), read once per run: a moving disk is
-    # LOCKED from phase 1 to its end, so its volumes cannot change while the move runs.
+    # The disk's own volume ids per move (command id), read with phase 1 (start) or once per
+    # run, dropped when the run returns: a moving disk is LOCKED from phase 1 to its end, so
+    # its volumes cannot change while the move runs.
     _own: dict[uuid.UUID, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,8 +107,16 @@ class Engine:
               command_id: uuid.UUID | None = None) -> MoveCommand:
         """Validation and phase 1 in one transaction; the lease goes to ``owner`` (default: us)."""
         crash_point("before_phase1")
-        cmd = self.store.start_move(command_id or uuid.uuid4(), disk_id, dest,
-                                    owner or self.owner, self.lease_seconds)
+        if owner is None or owner == self.owner:
+            # This process runs the move: the disk's volumes come in the same round trip.
+            cmd, placement = self.store.start_move_with_placement(
+                command_id or uuid.uuid4(), disk_id, dest, self.owner, self.lease_seconds)
+            if len(self._own) >= MAX_KEPT_PLACEMENTS:
+                self._own.clear()  # moves started here and never run here: forget them
+            self._own[cmd.command_id] = frozenset(str(p.image_guid) for p in placement)
+        else:
+            cmd = self.store.start_move(command_id or uuid.uuid4(), disk_id, dest, owner,
+                                        self.lease_seconds)
         crash_point("after_phase1_commit")
         self.emit("phase", cmd, "phase 1 committed: disk locked, temporary disk created")
         return cmd
@@ -119,7 +130,6 @@ class Engine:
         has a ``reconnect``, it reaches the primary again (bounded backoff) and goes on from
         the move as the database then records it, never from the ``cmd`` it had: the last
         commit may not have survived the failover."""
-        self._own.pop(cmd.command_id, None)  # read afresh by every run (recovery included)
         try:
             return self._run(cmd, recovering)
         finally:
