@@ -90,7 +90,7 @@ class Engine:
     # The disk's own volume ids per move (command id), read with phase 1 (start) or once per
     # run, dropped when the run returns: a moving disk is LOCKED from phase 1 to its end, so
     # its volumes cannot change while the move runs.
-    _own: dict[uuid.UUID, frozenset[str]] = field(default_factory=dict, repr=False)
+    _own: dict[uuid.UUID, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.owner:
