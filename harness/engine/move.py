@@ -35,6 +35,8 @@ from .states import (
 from .store import MoveCommand, Store
 
 DEFAULT_LEASE_SECONDS = 30
+# Placements kept for moves started by this engine but not run yet (see Engine.start).
+MAX_KEPT_PLACEMENTS = 1024
 # Reconnections one run may make (each one bounded by db.Backoff) before it gives up.
 MAX_RECONNECTS = 5
 
@@ -85,6 +87,10 @@ class Engine:
     reconnect: Callable[[], Any] | None = None
     # Why the last re-read of a copy (verify_copy) found it not intact ('' when it was).
     last_verify_error: str = field(default="", repr=False)
+    # The disk's own volume ids per move (command id), read with phase 1 (start) or once per
+    # run, dropped when the run returns: a moving disk is LOCKED from phase 1 to its end, so
+    # its volumes cannot change while the move runs.
+    _own: dict[uuid.UUID, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.owner:
@@ -101,8 +107,16 @@ class Engine:
               command_id: uuid.UUID | None = None) -> MoveCommand:
         """Validation and phase 1 in one transaction; the lease goes to ``owner`` (default: us)."""
         crash_point("before_phase1")
-        cmd = self.store.start_move(command_id or uuid.uuid4(), disk_id, dest,
-                                    owner or self.owner, self.lease_seconds)
+        if owner is None or owner == self.owner:
+            # This process runs the move: the disk's volumes come in the same round trip.
+            cmd, placement = self.store.start_move_with_placement(
+                command_id or uuid.uuid4(), disk_id, dest, self.owner, self.lease_seconds)
+            if len(self._own) >= MAX_KEPT_PLACEMENTS:
+                self._own.clear()  # moves started here and never run here: forget them
+            self._own[cmd.command_id] = frozenset(str(p.image_guid) for p in placement)
+        else:
+            cmd = self.store.start_move(command_id or uuid.uuid4(), disk_id, dest, owner,
+                                        self.lease_seconds)
         crash_point("after_phase1_commit")
         self.emit("phase", cmd, "phase 1 committed: disk locked, temporary disk created")
         return cmd
@@ -116,6 +130,12 @@ class Engine:
         has a ``reconnect``, it reaches the primary again (bounded backoff) and goes on from
         the move as the database then records it, never from the ``cmd`` it had: the last
         commit may not have survived the failover."""
+        try:
+            return self._run(cmd, recovering)
+        finally:
+            self._own.pop(cmd.command_id, None)
+
+    def _run(self, cmd: MoveCommand, recovering: bool) -> MoveCommand:
         tag = str(cmd.command_id)
         reconnects = 0
         while True:
@@ -153,6 +173,7 @@ class Engine:
         self.emit("warning", cmd, f"lost the database ({' '.join(str(exc).split())}); "
                   "reconnecting to the primary")
         self.store.conn = self.reconnect()
+        self._own.pop(cmd.command_id, None)
         fresh = self.store.get_move(cmd.command_id)
         if fresh is None:
             raise MoveRecordLost(
@@ -189,7 +210,7 @@ class Engine:
 
     def truth(self, cmd: MoveCommand) -> StorageTruth:
         """What S and D hold of the disk, compared with the volumes the database knows."""
-        own = {str(p.image_guid) for p in self.store.placement(cmd.image_group_id)}
+        own = self.own_volumes(cmd)
         src = self._volumes(cmd, cmd.src_storage)
         dst = self._volumes(cmd, cmd.dest_storage)
 
@@ -203,13 +224,22 @@ class Engine:
         return StorageTruth(src_complete=complete(src), src_present=src is not None,
                             dst_complete=dst_complete, dst_present=dst is not None)
 
+    def own_volumes(self, cmd: MoveCommand) -> frozenset[str]:
+        """The ids of the disk's own volumes as the database records them (GetImageGroupPlacement),
+        read once per run of the move and kept until it ends."""
+        own = self._own.get(cmd.command_id)
+        if own is None:
+            own = frozenset(str(p.image_guid) for p in self.store.placement(cmd.image_group_id))
+            self._own[cmd.command_id] = own
+        return own
+
     def verify_copy(self, cmd: MoveCommand) -> bool:
         """Whether D's copy reads back as S recorded it, re-read now (Image.verify), never
         trusting what the copy task checked when it finished: the data may have changed since.
         A difference is reported (a warning event naming the volume) and answers False."""
         why = verify_data(self.agent, cmd.storage_pool_id, cmd.image_group_id, cmd.dest_storage,
                           reference=cmd.src_storage,
-                          volumes={p.image_guid for p in self.store.placement(cmd.image_group_id)})
+                          volumes=set(self.own_volumes(cmd)))
         self.last_verify_error = why
         if why:
             self.emit("warning", cmd, f"the copy on storage domain {cmd.dest_storage} is not "

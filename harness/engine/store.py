@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 
-from ..db import call
+from ..db import call, user_errors
+from ..errors import MovediskError
 from . import retry
 from .crashpoints import armed, crash_point
 from .states import Stage
@@ -25,8 +27,13 @@ from .states import Stage
 T = TypeVar("T")
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _row(cls: type[T], row: dict[str, Any]) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     return cls(**{k: v for k, v in row.items() if k in names})
 
 
@@ -93,18 +100,34 @@ class Store:
         if not conn.autocommit:
             conn.autocommit = True
         self.conn = conn
-        self.calls: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()  # stored functions called, by name
+        self.round_trips = 0  # statements or pipelines sent, each waited for
+        # Each function's statement, composed once (db.call composes it on every call).
+        self._queries: dict[tuple[str, int], bytes] = {}
 
     # --- plumbing ------------------------------------------------------------------------
 
     def _call(self, function: str, *args: Any, crash: str | None = None) -> list[dict[str, Any]]:
         self.calls[function] += 1
+        self.round_trips += 1
         if crash and armed(crash):
             with self.conn.transaction():
                 rows = call(self.conn, function, *args)
                 crash_point(crash)
             return rows
-        return call(self.conn, function, *args)
+        with user_errors():
+            return self.conn.execute(self._query(function, len(args)), args).fetchall()
+
+    def _query(self, function: str, nargs: int) -> bytes:
+        """``SELECT * FROM function(%s, ...)``, composed once per function (as db.call does)."""
+        query = self._queries.get((function, nargs))
+        if query is None:
+            if not function.replace("_", "").isalnum():
+                raise MovediskError(f"not a function name: {function!r}")
+            query = self._queries[(function, nargs)] = sql.SQL("SELECT * FROM {}({})").format(
+                sql.Identifier(function.lower()), sql.SQL(", ").join(sql.Placeholder() * nargs)
+            ).as_bytes(self.conn)
+        return query
 
     def _moves(self, function: str, *args: Any, crash: str | None = None) -> list[MoveCommand]:
         return [_row(MoveCommand, r) for r in self._call(function, *args, crash=crash)]
@@ -120,6 +143,27 @@ class Store:
                    lease: int) -> MoveCommand:
         return self._one("StartMoveDiskCommand", command_id, disk_id, dest, owner, lease, None,
                          crash="inside_phase1_before_commit")
+
+    def start_move_with_placement(self, command_id: uuid.UUID, disk_id: uuid.UUID,
+                                  dest: uuid.UUID, owner: str,
+                                  lease: int) -> tuple[MoveCommand, list[Placement]]:
+        """start_move and the disk's placement in one round trip (a pipeline: one implicit
+        transaction, phase 1 then the read; an error in phase 1 raises and reads nothing)."""
+        if armed("inside_phase1_before_commit"):
+            return self.start_move(command_id, disk_id, dest, owner, lease), self.placement(disk_id)
+        self.calls["StartMoveDiskCommand"] += 1
+        self.calls["GetImageGroupPlacement"] += 1
+        self.round_trips += 1
+        start = self._query("StartMoveDiskCommand", 6)
+        where = self._query("GetImageGroupPlacement", 1)
+        with user_errors():
+            with self.conn.pipeline():
+                moved = self.conn.execute(start, (command_id, disk_id, dest, owner, lease, None))
+                placed = self.conn.execute(where, (disk_id,))
+            rows = moved.fetchall()
+            volumes = placed.fetchall()
+        assert len(rows) == 1, ("StartMoveDiskCommand", rows)
+        return _row(MoveCommand, rows[0]), [_row(Placement, r) for r in volumes]
 
     def get_move(self, command_id: uuid.UUID) -> MoveCommand | None:
         rows = self._moves("GetMoveDiskCommand", command_id)

@@ -161,6 +161,32 @@ BEGIN
 END;
 $procedure$;
 
+-- GetMoveDiskCommandForUpdate: the move v_command_id, locked, when v_lease_owner holds its lease
+-- (or it ended), without writing it: a phase function extends the lease in its own stage update.
+-- MD003 when another process holds it (lease lost), MD001 when there is no such move.
+CREATE OR REPLACE FUNCTION GetMoveDiskCommandForUpdate(
+    v_command_id UUID,
+    v_lease_owner VARCHAR(255)
+)
+RETURNS MOVE_DISK_COMMANDS
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $procedure$
+DECLARE
+    v_cmd public.move_disk_commands;
+BEGIN
+    SELECT * INTO v_cmd FROM public.move_disk_commands AS c WHERE c.command_id = v_command_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no move has command id %', v_command_id USING ERRCODE = 'MD001';
+    END IF;
+    IF v_cmd.ended_at IS NULL AND v_cmd.lease_owner IS DISTINCT FROM v_lease_owner THEN
+        RAISE EXCEPTION 'the move % is run by another process (%); this one lost its lease',
+            v_command_id, coalesce(v_cmd.lease_owner, 'nobody') USING ERRCODE = 'MD003';
+    END IF;
+    RETURN v_cmd;
+END;
+$procedure$;
+
 -- RenewMoveDiskCommandLease: extends the lease v_lease_owner holds on move v_command_id (while
 -- it waits for an agent task); MD003 when the lease was lost.
 CREATE OR REPLACE FUNCTION RenewMoveDiskCommandLease(

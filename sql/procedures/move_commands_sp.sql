@@ -106,10 +106,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.GetMoveDiskCommandForUpdate(v_command_id, v_lease_owner);
 BEGIN
     IF v_cmd.stage = 'COPYING' AND v_cmd.copy_task_id = v_vdsm_task_id THEN
-        RETURN QUERY SELECT v_cmd.*;
+        RETURN QUERY SELECT * FROM public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
         RETURN;
     END IF;
     IF v_cmd.stage <> 'TEMPORARY_CREATED' THEN
@@ -122,7 +122,9 @@ BEGIN
     );
     RETURN QUERY
     UPDATE public.move_disk_commands AS c
-    SET stage = 'COPYING', copy_task_id = v_vdsm_task_id, updated_at = now()
+    SET
+        stage = 'COPYING', copy_task_id = v_vdsm_task_id, updated_at = now(),
+        lease_expires = now() + make_interval(secs => v_lease_seconds)
     WHERE c.command_id = v_command_id
     RETURNING c.*;
 END;
@@ -142,10 +144,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.GetMoveDiskCommandForUpdate(v_command_id, v_lease_owner);
 BEGIN
     IF v_cmd.stage IN ('SWITCHED', 'DELETING_SOURCE', 'ENDED_SUCCESS', 'ENDED_WITH_LEFTOVER') THEN
-        RETURN QUERY SELECT v_cmd.*;
+        RETURN QUERY SELECT * FROM public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
         RETURN;
     END IF;
     IF v_cmd.stage NOT IN ('TEMPORARY_CREATED', 'COPYING') THEN
@@ -156,7 +158,9 @@ BEGIN
     DELETE FROM public.async_tasks AS t WHERE t.command_id = v_command_id;
     RETURN QUERY
     UPDATE public.move_disk_commands AS c
-    SET stage = 'SWITCHED', updated_at = now()
+    SET
+        stage = 'SWITCHED', updated_at = now(),
+        lease_expires = now() + make_interval(secs => v_lease_seconds)
     WHERE c.command_id = v_command_id
     RETURNING c.*;
 END;
@@ -175,10 +179,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
+    v_cmd public.move_disk_commands := public.GetMoveDiskCommandForUpdate(v_command_id, v_lease_owner);
 BEGIN
     IF v_cmd.stage = 'DELETING_SOURCE' AND v_cmd.delete_task_id = v_vdsm_task_id THEN
-        RETURN QUERY SELECT v_cmd.*;
+        RETURN QUERY SELECT * FROM public.LockMoveDiskCommand(v_command_id, v_lease_owner, v_lease_seconds);
         RETURN;
     END IF;
     IF v_cmd.stage NOT IN ('SWITCHED', 'DELETING_SOURCE') THEN
@@ -192,7 +196,9 @@ BEGIN
     );
     RETURN QUERY
     UPDATE public.move_disk_commands AS c
-    SET stage = 'DELETING_SOURCE', delete_task_id = v_vdsm_task_id, updated_at = now()
+    SET
+        stage = 'DELETING_SOURCE', delete_task_id = v_vdsm_task_id, updated_at = now(),
+        lease_expires = now() + make_interval(secs => v_lease_seconds)
     WHERE c.command_id = v_command_id
     RETURNING c.*;
 END;
@@ -239,7 +245,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.GetMoveDiskCommandForUpdate(v_command_id, v_lease_owner);
 BEGIN
     IF v_cmd.stage = 'ENDED_SUCCESS' THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -275,7 +281,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.GetMoveDiskCommandForUpdate(v_command_id, v_lease_owner);
 BEGIN
     IF v_cmd.stage = 'ENDED_WITH_LEFTOVER' THEN
         RETURN QUERY SELECT v_cmd.*;
@@ -320,7 +326,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd public.move_disk_commands := public.LockMoveDiskCommand(v_command_id, v_lease_owner, 0);
+    v_cmd public.move_disk_commands := public.GetMoveDiskCommandForUpdate(v_command_id, v_lease_owner);
 BEGIN
     IF v_cmd.stage = 'ENDED_FAILURE' THEN
         RETURN QUERY SELECT v_cmd.*;

@@ -189,8 +189,8 @@ BEGIN
     SELECT r.*
     FROM public.base_disks AS b
     CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::public.base_disks,
-        to_jsonb(b) || jsonb_build_object(
+        b,
+        jsonb_build_object(
             'disk_id', v_new_disk_id,
             'disk_alias', left(coalesce(b.disk_alias, ''), 241) || '_To_Be_Deleted'
         )
@@ -203,8 +203,8 @@ BEGIN
     INNER JOIN unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id) ON mp.old_id = i.image_guid
     LEFT JOIN unnest(v_old_ids, v_new_ids) AS pm (old_id, new_id) ON pm.old_id = i.parentid
     CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::public.images,
-        to_jsonb(i) || jsonb_build_object(
+        i,
+        jsonb_build_object(
             'image_guid', mp.new_id,
             'image_group_id', v_new_disk_id,
             'parentid', coalesce(pm.new_id, i.parentid),
@@ -219,19 +219,13 @@ BEGIN
     SELECT r.*
     FROM public.disk_image_dynamic AS d
     INNER JOIN unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id) ON mp.old_id = d.image_id
-    CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::public.disk_image_dynamic,
-        to_jsonb(d) || jsonb_build_object('image_id', mp.new_id)
-    ) AS r;
+    CROSS JOIN LATERAL jsonb_populate_record(d, jsonb_build_object('image_id', mp.new_id)) AS r;
 
     INSERT INTO public.image_storage_domain_map
     SELECT r.*
     FROM public.image_storage_domain_map AS m
     INNER JOIN unnest(v_old_ids, v_new_ids) AS mp (old_id, new_id) ON mp.old_id = m.image_id
-    CROSS JOIN LATERAL jsonb_populate_record(
-        NULL::public.image_storage_domain_map,
-        to_jsonb(m) || jsonb_build_object('image_id', mp.new_id)
-    ) AS r
+    CROSS JOIN LATERAL jsonb_populate_record(m, jsonb_build_object('image_id', mp.new_id)) AS r
     WHERE m.storage_domain_id = v_src_storage;
 
     INSERT INTO public.images_to_be_deleted (
