@@ -207,11 +207,14 @@ def test_two_recoveries_and_two_cleanups_at_once_neither_double_finish_nor_doubl
     pending = many.rows("SELECT image_group_id, storage_domain_id FROM image_groups_to_be_deleted")
     assert len(pending) >= 2
 
-    def cleaning(_i: int, eng: Engine) -> list[str]:
-        return [str(o.deletion.image_group_id) for o in cleanup.run(eng, due_only=False).done]
+    def cleaning(_i: int, eng: Engine) -> dict[str, list[str]]:
+        report = cleanup.run(eng, due_only=False)
+        return {"done": [str(o.deletion.image_group_id) for o in report.done],
+                "failed": [f"{o.deletion.image_group_id}: {o.error}" for o in report.failed]}
 
-    deleted = in_processes(many, 2, cleaning, tmp_path)
-    assert all(isinstance(x, list) for x in deleted), deleted
+    reports = in_processes(many, 2, cleaning, tmp_path)
+    assert all(isinstance(r, dict) and not r["failed"] for r in reports), reports
+    deleted = [r["done"] for r in reports]
     assert not set(deleted[0]) & set(deleted[1]), "an image group was deleted twice"
     assert set(deleted[0]) | set(deleted[1]) == {str(p["image_group_id"]) for p in pending}
     # Every move ended once (one end event each) and was taken over once (one recovery event

@@ -36,6 +36,7 @@ SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
     v_row RECORD;
+    v_taken TEXT;
 BEGIN
     FOR v_row IN
         SELECT g.*
@@ -64,6 +65,11 @@ BEGIN
         LIMIT v_limit
         FOR UPDATE OF g SKIP LOCKED
     LOOP
+        -- The lease is taken only if it is still free now: the scan above read the leases as
+        -- they were when it started, and a process that claimed this row and committed since
+        -- then has released the row lock but holds the lease. The upsert's condition is checked
+        -- on the lease as committed (waiting for a claim in progress), so two processes never
+        -- both take it.
         INSERT INTO public.image_group_deletion_leases AS l (
             image_group_id, storage_domain_id, lease_owner, lease_expires
         )
@@ -72,7 +78,15 @@ BEGIN
             now() + make_interval(secs => v_lease_seconds)
         )
         ON CONFLICT ON CONSTRAINT pk_image_group_deletion_leases DO UPDATE
-        SET lease_owner = excluded.lease_owner, lease_expires = excluded.lease_expires;
+        SET lease_owner = excluded.lease_owner, lease_expires = excluded.lease_expires
+        WHERE
+            l.lease_expires < now()
+            OR l.lease_owner = v_lease_owner
+            OR l.lease_owner = ANY(v_dead_owners)
+        RETURNING l.lease_owner INTO v_taken;
+        IF NOT FOUND THEN
+            CONTINUE;
+        END IF;
         image_group_id := v_row.image_group_id;
         storage_domain_id := v_row.storage_domain_id;
         storage_pool_id := coalesce((
@@ -172,15 +186,9 @@ BEGIN
         'SOURCE_AFTER_MOVE', v_image_group_id, v_plan.wipe_after_delete
     )
     ON CONFLICT ON CONSTRAINT pk_image_groups_to_be_deleted DO NOTHING;
-    SELECT * INTO v_lease
-    FROM public.image_group_deletion_leases AS l
-    WHERE l.image_group_id = v_plan.src_image_group_id
-      AND l.storage_domain_id = v_plan.storage_domain_id
-    FOR UPDATE;
-    IF FOUND AND v_lease.lease_owner <> v_lease_owner AND v_lease.lease_expires >= now() THEN
-        RAISE EXCEPTION 'the leftover of temporary disk % is being deleted by another process (%)',
-            v_image_group_id, v_lease.lease_owner USING ERRCODE = 'MD003';
-    END IF;
+    -- One statement takes the lease if it is free, checked on the lease as committed (a
+    -- cleanup claiming the same deletion at this moment is waited for): a separate check then
+    -- insert could overwrite a lease another process took in between.
     INSERT INTO public.image_group_deletion_leases AS l (
         image_group_id, storage_domain_id, lease_owner, lease_expires
     )
@@ -189,7 +197,17 @@ BEGIN
         now() + make_interval(secs => v_lease_seconds)
     )
     ON CONFLICT ON CONSTRAINT pk_image_group_deletion_leases DO UPDATE
-    SET lease_owner = excluded.lease_owner, lease_expires = excluded.lease_expires;
+    SET lease_owner = excluded.lease_owner, lease_expires = excluded.lease_expires
+    WHERE l.lease_owner = v_lease_owner OR l.lease_expires < now()
+    RETURNING * INTO v_lease;
+    IF NOT FOUND THEN
+        SELECT * INTO v_lease
+        FROM public.image_group_deletion_leases AS l
+        WHERE l.image_group_id = v_plan.src_image_group_id
+          AND l.storage_domain_id = v_plan.storage_domain_id;
+        RAISE EXCEPTION 'the leftover of temporary disk % is being deleted by another process (%)',
+            v_image_group_id, v_lease.lease_owner USING ERRCODE = 'MD003';
+    END IF;
     RETURN QUERY
     SELECT
         g.image_group_id, g.storage_domain_id, v_plan.storage_pool_id, g.reason,
