@@ -125,7 +125,7 @@ def test_move_links_out_of_step_with_images_to_be_deleted(db) -> None:
     """Every way the links can drift from images_to_be_deleted is reported, one finding per
     volume; the links the trigger keeps are never a finding."""
     s = setup(db)
-    _, tmp, mapping = start_move(db, s)
+    _, _, mapping = start_move(db, s)
     assert findings(db, "VerifyImageMoveLinks()") == []
     src, temp = s.disk.images[0], mapping[s.disk.images[0]]
     # A source volume's leftover lost (e.g. a lost array element).
