@@ -35,7 +35,9 @@
 Prints ONE JSON object on its last line (progress on stderr). ``--explain`` also prints,
 on stderr, EXPLAIN (ANALYZE, BUFFERS) of the view query behind each goal point lookup at
 the largest size, on both sides. ``--sizes 10000,100000`` (or BENCH_SIZES) chooses the
-sizes; BENCH_BUDGET_SCALE scales the seconds of rounds per lookup.
+sizes; BENCH_BUDGET_SCALE scales the seconds of rounds per lookup. ``--write-cost`` also
+times, at the largest size and last, what the image_move_links trigger adds to phase 1 and to
+RemoveTemporaryDisk (trigger enabled vs disabled, interleaved; not part of ``make bench``).
 """
 
 from __future__ import annotations
@@ -467,6 +469,61 @@ def storage_match(timer: Timer, sc: Scale, rng: random.Random) -> list[dict[str,
     return out
 
 
+WRITE_DISKS = 12  # fresh disks per side and round of the write cost (each moved once)
+WRITE_ROUNDS = 16
+LINKS_TRIGGER = "trg_images_to_be_deleted_image_move_links"
+
+
+def write_cost(conn: psycopg.Connection[Any], timer: Timer, sc: Scale) -> list[dict[str, Any]]:
+    """What keeping image_move_links costs a move's writes (``--write-cost``, run last: it
+    leaves the links out of step): phase 1 (CreateTemporaryDiskForMove) and
+    RemoveTemporaryDisk of a compensated move (rows only), with the trigger on images_to_be_deleted
+    enabled vs disabled, interleaved by round (the first side alternating), each call on a
+    disk no move touched before (an ordinary disk: two volumes). Server CPU per call."""
+    disks = iter(range(sc.n_tmp + 1, sc.n_disks + 1))
+    phase1 = "SELECT * FROM CreateTemporaryDiskForMove(%s, %s, %s)"
+    compensate = "SELECT MarkTemporaryDiskIllegal(%s, v_unlock_original => TRUE)"
+    remove = "SELECT RemoveTemporaryDisk(%s)"
+    per: dict[tuple[bool, str], list[float]] = {}
+
+    def side(on: bool) -> dict[str, float]:
+        conn.execute(f"ALTER TABLE images_to_be_deleted {'ENABLE' if on else 'DISABLE'} "
+                     f"TRIGGER {LINKS_TRIGGER}")
+        got = {"phase1": 0.0, "remove": 0.0}
+        for _ in range(WRITE_DISKS):
+            g = next(disks)
+            args = (D(g), SD(g % 10), SD((g + 3) % 10))
+            c0 = cpu_ns(timer.pid)
+            tmp = conn.execute(phase1, args, prepare=True).fetchall()[0][0]
+            got["phase1"] += (cpu_ns(timer.pid) - c0) / 1e9
+            conn.execute(compensate, (tmp,), prepare=True).fetchall()
+            c0 = cpu_ns(timer.pid)
+            conn.execute(remove, (tmp,), prepare=True).fetchall()
+            got["remove"] += (cpu_ns(timer.pid) - c0) / 1e9
+        return {k: v / WRITE_DISKS for k, v in got.items()}
+
+    side(True)  # warm-up: plans cached on both sides
+    side(False)
+    for r in range(WRITE_ROUNDS):
+        for on in ((True, False) if r % 2 == 0 else (False, True)):
+            for k, v in side(on).items():
+                per.setdefault((on, k), []).append(v)
+    conn.execute(f"ALTER TABLE images_to_be_deleted ENABLE TRIGGER {LINKS_TRIGGER}")
+    out = []
+    for k, name in (("phase1", "CreateTemporaryDiskForMove"), ("remove", "RemoveTemporaryDisk")):
+        without, with_ = per[(False, k)], per[(True, k)]
+        v, b = statistics.median(with_) * 1e3, statistics.median(without) * 1e3
+        log(f"  {sc.label} {name}: {b:.4f} -> {v:.4f} ms CPU with the links trigger "
+            f"(x{v / b:.3f}; {WRITE_ROUNDS} rounds of {WRITE_DISKS} two-volume disks)")
+        out.append(figure(
+            f"links trigger {name} @{sc.label}", v, "ms CPU", b,
+            baseline_what="the same call with the image_move_links trigger disabled",
+            pairs=list(zip(without, with_)), group="lookups",
+            extra={"images": sc.images, "calls_per_round": WRITE_DISKS,
+                   "measure": "server CPU per call"}))
+    return out
+
+
 def explain(conn: psycopg.Connection[Any], name: str, sc: Scale, rng: random.Random,
             kind: str) -> None:
     _, params, q = LOOKUPS[name]
@@ -549,6 +606,8 @@ def main() -> None:
                         if serial:
                             conn.execute("RESET max_parallel_workers_per_gather")
                 figures += storage_match(timer, sc, rng)
+                if "--write-cost" in sys.argv and sc == sizes[-1]:
+                    figures += write_cost(conn, timer, sc)
                 if "--explain" in sys.argv and sc == sizes[-1]:
                     for name in POINT:
                         for kind in ("ordinary", "moved_source"):

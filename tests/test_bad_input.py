@@ -75,6 +75,7 @@ def functions(conn: psycopg.Connection[Any]) -> list[tuple[str, list[str], list[
         SELECT p.proname, ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes) t),
                coalesce(p.proargnames, '{}'), p.provolatile
         FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'f'
+          AND p.prorettype <> 'trigger'::regtype  -- called by its trigger only, never by a caller
         ORDER BY 1""").fetchall()
     return [(r[0], list(r[1]), list(r[2]), r[3]) for r in rows]
 

@@ -48,6 +48,8 @@ SELECT 'view', c.relname::text, pg_get_viewdef(c.oid) || coalesce(c.relacl::text
 FROM pg_class AS c WHERE c.relnamespace = 'public'::regnamespace AND c.relname = 'engine_disks'
 UNION ALL
 SELECT 'trigger', t.tgname::text, pg_get_triggerdef(t.oid) FROM pg_trigger AS t WHERE NOT t.tgisinternal
+  -- (not the package's own trigger on its own table images_to_be_deleted)
+  AND t.tgrelid IS DISTINCT FROM to_regclass('public.images_to_be_deleted')
 UNION ALL
 SELECT 'schema_version', v.script::text, v.version || v.checksum || v.state || v.current::text
 FROM schema_version AS v WHERE v.script LIKE 'upgrade/04_%'

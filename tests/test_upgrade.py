@@ -130,3 +130,42 @@ def test_upgrade_0002_records_the_deletions_release_1_left_to_temporary_disks(ne
         (failed.disk.disk_id, failed.dest, "MOVE_FAILED", tmps["failed"], failed.pool),
         (refused_.disk.disk_id, refused_.src, "SOURCE_AFTER_MOVE", tmps["refused"], refused_.pool),
     ])
+
+
+def test_upgrade_0005_fills_the_move_links_from_images_to_be_deleted(new_db) -> None:
+    """A database at upgrade 0004 with temporary disks (one source volume with two leftovers)
+    gets image_move_links filled from images_to_be_deleted and its trigger: the lookups show the
+    same temporary and leftover columns as before, VerifyImageMoveLinks finds nothing, and later
+    writes keep the links in step."""
+    from feature_rows import make_domain, setup
+
+    dsn = new_db()
+    with psycopg.connect(dsn, row_factory=dict_row, autocommit=True) as conn:
+        s = setup(conn)
+        d2 = make_domain(conn, s.pool, name="D2")
+        tmps = []
+        for dest in (s.dest, d2):  # two failed moves: each source volume has two leftovers
+            tmp = conn.execute("SELECT DISTINCT temporary_disk_id FROM CreateTemporaryDiskForMove("
+                               "%s, %s, %s)", (s.disk.disk_id, s.src, dest)).fetchone()
+            conn.execute("SELECT MarkTemporaryDiskIllegal(%s, v_unlock_original => TRUE)",
+                         (tmp["temporary_disk_id"],))
+            tmps.append(tmp["temporary_disk_id"])
+        view = ("SELECT image_guid, is_temporary, src_image_id, src_image_group_id, src_storage, "
+                "dest_storage, ARRAY(SELECT x FROM unnest(leftover_image_ids) x ORDER BY x) AS ids, "
+                "leftover_count FROM images_storage_domain_view ORDER BY image_guid")
+        before = conn.execute(view).fetchall()
+        assert sum(r["leftover_count"] for r in before) == 4
+        # Back to 0004: no links table, no trigger, 0005 pending.
+        conn.execute("DROP TRIGGER trg_images_to_be_deleted_image_move_links ON images_to_be_deleted")
+        conn.execute("DROP VIEW images_storage_domain_view CASCADE")
+        conn.execute("DROP TABLE image_move_links")
+        conn.execute("DELETE FROM schema_version WHERE script = 'upgrade/0005_image_move_links.sql'")
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        report = deploy(conn)
+        conn.commit()
+        assert report.upgrades_applied == ["upgrade/0005_image_move_links.sql"]
+        assert conn.execute(view).fetchall() == before
+        assert conn.execute("SELECT * FROM VerifyAll()").fetchall() == []
+        conn.execute("SELECT RemoveTemporaryDisk(%s)", (tmps[0],))
+        assert sum(r["leftover_count"] for r in conn.execute(view).fetchall()) == 2
+        assert conn.execute("SELECT * FROM VerifyImageMoveLinks()").fetchall() == []

@@ -89,23 +89,25 @@ SELECT  -- noqa: ST06
     NULL::BIGINT AS progress,
     -- Move Disk Two Phase Commit (added at the end: callers of the columns above are unchanged).
     -- A temporary (To_Be_Deleted) volume: its source volume, disk and domains.
-    (images_to_be_deleted.image_id IS NOT NULL) AS is_temporary,
-    images_to_be_deleted.src_image_id,
-    images_to_be_deleted.src_image_group_id,
-    images_to_be_deleted.src_storage,
-    images_to_be_deleted.dest_storage,
+    (image_move_links.src_image_id IS NOT NULL) AS is_temporary,
+    image_move_links.src_image_id,
+    image_move_links.src_image_group_id,
+    image_move_links.src_storage,
+    image_move_links.dest_storage,
     -- A source volume: the temporary volumes that stand for its pending leftovers (in no
     -- particular order: sorting them per row cost 3-7% of a point lookup at 1M images).
-    leftovers.leftover_image_ids,
-    coalesce(cardinality(leftovers.leftover_image_ids), 0) AS leftover_count
+    image_move_links.leftover_image_ids,
+    coalesce(cardinality(image_move_links.leftover_image_ids), 0) AS leftover_count
 -- The joins are written in the order and grouping that keep point lookups cheap (the view
 -- joins more relations than join_collapse_limit, so the planner keeps them): executor start-up
 -- builds a tuple descriptor and a projection for every join node, as wide as the columns
 -- carried through it, and dominates a point lookup. So the storage domain's relations are one
 -- narrow sub-join, probed by index per volume, with no Materialize node, and the feature's
--- probes come before the wide per-disk relations. images_to_be_deleted stays a plain join (a
--- hash join in listings; inside the LATERAL it would be probed once per row). A storage-domain
--- filter (GetAllForStorageDomain) still drives from image_storage_domain_map's index.
+-- probe comes before the wide per-disk relations. The feature's probe is ONE relation,
+-- image_move_links (images_to_be_deleted keyed by image id, kept by its trigger): a temporary
+-- volume's source columns and a source volume's leftovers in one index probe, no aggregate (a
+-- plain join: a hash join in listings). A storage-domain filter (GetAllForStorageDomain) still
+-- drives from image_storage_domain_map's index.
 FROM images
 LEFT JOIN (
     image_storage_domain_map
@@ -115,12 +117,7 @@ LEFT JOIN (
     LEFT JOIN storage_pool_iso_map ON storage_domain_static.id = storage_pool_iso_map.storage_id
     LEFT JOIN storage_pool ON storage_pool_iso_map.storage_pool_id = storage_pool.id
 ) ON images.image_guid = image_storage_domain_map.image_id
-LEFT JOIN images_to_be_deleted ON images.image_guid = images_to_be_deleted.image_id
-LEFT JOIN LATERAL (
-    SELECT array_agg(l.image_id) AS leftover_image_ids
-    FROM images_to_be_deleted AS l
-    WHERE l.src_image_id = images.image_guid
-) AS leftovers ON TRUE
+LEFT JOIN image_move_links ON images.image_guid = image_move_links.image_id
 LEFT JOIN vms_for_disk_view ON images.image_group_id = vms_for_disk_view.device_id
 LEFT JOIN disk_image_dynamic ON images.image_guid = disk_image_dynamic.image_id
 LEFT JOIN base_disks ON images.image_group_id = base_disks.disk_id

@@ -330,3 +330,99 @@ BEGIN
     RETURN NEXT;
 END;
 $procedure$;
+
+-- SyncImageMoveLinks: the trigger keeping image_move_links in step with images_to_be_deleted.
+-- For each row removed (DELETE, or the old row of an UPDATE of a linking column): the temporary
+-- volume's own link loses its source columns and the source volume's link loses the temporary id;
+-- a link left with neither goes. For each row added: the temporary volume's link gets the source
+-- columns and the source volume's link the temporary id. Safe against concurrent writers in READ
+-- COMMITTED without relying on their locks: the append is one INSERT ... ON CONFLICT DO UPDATE,
+-- each removal a single-row DELETE (when the link would be left empty) or UPDATE, each applied
+-- to the row's latest version (re-checked after a wait), so no element is lost; a link that a
+-- concurrent writer emptied between the two is deleted after the UPDATE. One statement per link
+-- in the usual case (two links per row). The phase functions write images_to_be_deleted only
+-- after locking the source disk's volumes (move_disk_sp.sql), so two moves' link writes for the
+-- same source volume never interleave (no lock cycle); the trigger takes no other lock.
+CREATE OR REPLACE FUNCTION SyncImageMoveLinks()
+RETURNS TRIGGER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $procedure$
+DECLARE
+    v_empty BOOLEAN;
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        -- The temporary volume's link: usually it has no leftover of its own and goes whole.
+        DELETE FROM public.image_move_links AS l
+        WHERE l.image_id = OLD.image_id AND l.leftover_image_ids IS NULL;
+        IF NOT FOUND THEN
+            UPDATE public.image_move_links AS l
+            SET src_image_id = NULL, src_image_group_id = NULL, src_storage = NULL,
+                dest_storage = NULL
+            WHERE l.image_id = OLD.image_id
+            RETURNING l.leftover_image_ids IS NULL INTO v_empty;
+            IF v_empty THEN  -- its leftovers went meanwhile (a concurrent writer)
+                DELETE FROM public.image_move_links AS l
+                WHERE l.image_id = OLD.image_id
+                  AND l.src_image_id IS NULL AND l.leftover_image_ids IS NULL;
+            END IF;
+        END IF;
+        -- The source volume's link: usually this was its only leftover and it goes whole.
+        DELETE FROM public.image_move_links AS l
+        WHERE l.image_id = OLD.src_image_id
+          AND l.src_image_id IS NULL
+          AND l.leftover_image_ids = ARRAY[OLD.image_id];
+        IF NOT FOUND THEN
+            UPDATE public.image_move_links AS l
+            SET leftover_image_ids =
+                nullif(array_remove(l.leftover_image_ids, OLD.image_id), '{}')
+            WHERE l.image_id = OLD.src_image_id
+            RETURNING l.src_image_id IS NULL AND l.leftover_image_ids IS NULL INTO v_empty;
+            IF v_empty THEN
+                DELETE FROM public.image_move_links AS l
+                WHERE l.image_id = OLD.src_image_id
+                  AND l.src_image_id IS NULL AND l.leftover_image_ids IS NULL;
+            END IF;
+        END IF;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO public.image_move_links AS l (
+            image_id, src_image_id, src_image_group_id, src_storage, dest_storage
+        )
+        VALUES (
+            NEW.image_id, NEW.src_image_id, NEW.src_image_group_id, NEW.src_storage,
+            NEW.dest_storage
+        )
+        ON CONFLICT (image_id) DO UPDATE
+        SET src_image_id = excluded.src_image_id,
+            src_image_group_id = excluded.src_image_group_id,
+            src_storage = excluded.src_storage,
+            dest_storage = excluded.dest_storage;
+        INSERT INTO public.image_move_links AS l (image_id, leftover_image_ids)
+        VALUES (NEW.src_image_id, ARRAY[NEW.image_id])
+        ON CONFLICT (image_id) DO UPDATE
+        SET leftover_image_ids = array_append(l.leftover_image_ids, NEW.image_id);
+    END IF;
+    RETURN NULL;
+END;
+$procedure$;
+
+-- The trigger itself is stored state of the package's table images_to_be_deleted: created here
+-- when missing (a fresh install, upgrade 0005, or one dropped by hand), left alone otherwise (a
+-- redeploy takes no lock on the table).
+DO $image_move_links_trigger$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1
+        FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = 'public.images_to_be_deleted'::pg_catalog.regclass
+          AND t.tgname = 'trg_images_to_be_deleted_image_move_links'
+    ) THEN
+        CREATE TRIGGER trg_images_to_be_deleted_image_move_links
+        AFTER INSERT OR DELETE OR UPDATE OF
+        image_id, src_image_id, src_image_group_id, src_storage, dest_storage
+        ON public.images_to_be_deleted
+        FOR EACH ROW EXECUTE FUNCTION public.SyncImageMoveLinks();
+    END IF;
+END
+$image_move_links_trigger$;

@@ -359,6 +359,79 @@ END;
 $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyImageGroupsToBeDeleted(INTERVAL) TO movedisk_dba;
 
+-- VerifyImageMoveLinks: image_move_links rows out of step with images_to_be_deleted (the rows
+-- its trigger would have made: a temporary volume's source columns, a source volume's leftover
+-- ids as a set), missing or extra; the lookups (images_storage_domain_view) read the links.
+CREATE OR REPLACE FUNCTION VerifyImageMoveLinks()
+RETURNS SETOF VERIFY_FINDING
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $procedure$
+BEGIN
+    RETURN QUERY
+    WITH expected AS (
+        SELECT
+            coalesce(t.image_id, l.src_image_id) AS image_id,
+            t.src_image_id,
+            t.src_image_group_id,
+            t.src_storage,
+            t.dest_storage,
+            l.leftover_image_ids
+        FROM public.images_to_be_deleted AS t
+        FULL JOIN (
+            SELECT s.src_image_id, array_agg(s.image_id ORDER BY s.image_id) AS leftover_image_ids
+            FROM public.images_to_be_deleted AS s
+            GROUP BY s.src_image_id
+        ) AS l ON t.image_id = l.src_image_id
+    ),
+    actual AS (
+        SELECT
+            m.image_id,
+            m.src_image_id,
+            m.src_image_group_id,
+            m.src_storage,
+            m.dest_storage,
+            CASE WHEN m.leftover_image_ids IS NOT NULL THEN ARRAY(
+                SELECT x.id FROM unnest(m.leftover_image_ids) AS x (id) ORDER BY x.id
+            ) END AS leftover_image_ids
+        FROM public.image_move_links AS m
+    )
+    SELECT
+        'move_link_out_of_step'::TEXT,
+        'error'::TEXT,
+        'image_move_links'::TEXT,
+        coalesce(a.image_id, e.image_id),
+        coalesce(e.leftover_image_ids, '{}'::UUID []) || coalesce(a.leftover_image_ids, '{}'::UUID []),
+        CASE
+            WHEN a.image_id IS NULL THEN format(
+                'image %s has no image_move_links row; images_to_be_deleted says source %s, '
+                'leftovers %s', e.image_id, e.src_image_id, e.leftover_image_ids
+            )
+            WHEN e.image_id IS NULL THEN format(
+                'image_move_links row %s (source %s, leftovers %s) matches no images_to_be_deleted '
+                'row', a.image_id, a.src_image_id, a.leftover_image_ids
+            )
+            ELSE format(
+                'image_move_links row %s says source %s (disk %s, %s -> %s), leftovers %s; '
+                'images_to_be_deleted says source %s (disk %s, %s -> %s), leftovers %s',
+                a.image_id, a.src_image_id, a.src_image_group_id, a.src_storage, a.dest_storage,
+                a.leftover_image_ids, e.src_image_id, e.src_image_group_id, e.src_storage,
+                e.dest_storage, e.leftover_image_ids
+            )
+        END
+    FROM actual AS a
+    FULL JOIN expected AS e ON a.image_id = e.image_id
+    WHERE a.image_id IS NULL
+       OR e.image_id IS NULL
+       OR a.src_image_id IS DISTINCT FROM e.src_image_id
+       OR a.src_image_group_id IS DISTINCT FROM e.src_image_group_id
+       OR a.src_storage IS DISTINCT FROM e.src_storage
+       OR a.dest_storage IS DISTINCT FROM e.dest_storage
+       OR a.leftover_image_ids IS DISTINCT FROM e.leftover_image_ids;
+END;
+$procedure$;
+GRANT EXECUTE ON FUNCTION VerifyImageMoveLinks() TO movedisk_dba;
+
 -- VerifyAll: every check above, errors first.
 CREATE OR REPLACE FUNCTION VerifyAll(
     v_leftover_age INTERVAL DEFAULT INTERVAL '1 day',
@@ -377,6 +450,8 @@ BEGIN
         SELECT * FROM public.VerifyRowsWithoutImage()
         UNION ALL
         SELECT * FROM public.VerifyRowsWithoutSourceImage()
+        UNION ALL
+        SELECT * FROM public.VerifyImageMoveLinks()
         UNION ALL
         SELECT * FROM public.VerifyOldLeftovers(v_leftover_age)
         UNION ALL
