@@ -52,7 +52,9 @@ BEGIN
     )
     INTO routines
     FROM public.package_objects AS o
-    WHERE o.object_type = 'function';
+    INNER JOIN pg_catalog.pg_proc AS p ON p.oid = o.object_identity::regprocedure
+    -- (not a trigger function: only its trigger calls it)
+    WHERE o.object_type = 'function' AND p.prorettype <> 'pg_catalog.trigger'::pg_catalog.regtype;
     IF routines IS NOT NULL THEN
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO movedisk_engine', routines);
     END IF;
