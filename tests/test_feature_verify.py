@@ -121,6 +121,26 @@ def test_row_without_its_image(db) -> None:
         ("move_link_out_of_step", s.disk.images[0])])
 
 
+def test_links_out_of_step_are_rebuilt_from_images_to_be_deleted(db) -> None:
+    """RebuildImageMoveLinks, the DBA's repair after a restore that bypassed the trigger:
+    the links as the trigger made them, the count of links fixed, and 0 once in step."""
+    s = setup(db)
+    _, _, mapping = start_move(db, s)
+    links = "SELECT * FROM image_move_links ORDER BY image_id"
+    kept = db.execute(links).fetchall()
+    assert len(kept) == 2 * len(mapping)
+    src, temp = s.disk.images[0], mapping[s.disk.images[0]]
+    db.execute("DELETE FROM image_move_links WHERE image_id = %s", (temp,))
+    db.execute("UPDATE image_move_links SET leftover_image_ids = NULL WHERE image_id = %s", (src,))
+    db.execute("INSERT INTO image_move_links (image_id, leftover_image_ids) VALUES (%s, %s)",
+               (new_id(), [temp]))
+    assert len(findings(db, "VerifyImageMoveLinks()")) == 3
+    assert db.execute("SELECT RebuildImageMoveLinks() AS n").fetchone()["n"] == 3
+    assert findings(db) == []
+    assert db.execute(links).fetchall() == kept
+    assert db.execute("SELECT RebuildImageMoveLinks() AS n").fetchone()["n"] == 0
+
+
 def test_move_links_out_of_step_with_images_to_be_deleted(db) -> None:
     """Every way the links can drift from images_to_be_deleted is reported, one finding per
     volume; the links the trigger keeps are never a finding."""

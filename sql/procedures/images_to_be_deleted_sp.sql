@@ -407,6 +407,47 @@ BEGIN
 END;
 $procedure$;
 
+-- RebuildImageMoveLinks: puts image_move_links back in step with images_to_be_deleted, for a
+-- DBA after a restore or bulk load that bypassed the trigger (VerifyImageMoveLinks' findings,
+-- move_link_out_of_step); answers how many links were out of step (0: nothing was changed).
+-- Writers of images_to_be_deleted wait for it (SHARE lock); lookups do not.
+CREATE OR REPLACE FUNCTION RebuildImageMoveLinks()
+RETURNS INTEGER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $procedure$
+DECLARE
+    v_out INTEGER;
+BEGIN
+    LOCK TABLE public.images_to_be_deleted IN SHARE MODE;
+    SELECT count(*) INTO v_out FROM public.VerifyImageMoveLinks() AS f;
+    IF v_out = 0 THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM public.image_move_links AS l WHERE l.image_id IS NOT NULL;
+    -- The rows the trigger makes: a temporary volume's source columns, a source volume's
+    -- leftover ids, one row for a volume that is both.
+    INSERT INTO public.image_move_links (
+        image_id, src_image_id, src_image_group_id, src_storage, dest_storage,
+        leftover_image_ids
+    )
+    SELECT
+        coalesce(t.image_id, l.src_image_id),
+        t.src_image_id,
+        t.src_image_group_id,
+        t.src_storage,
+        t.dest_storage,
+        l.leftover_image_ids
+    FROM public.images_to_be_deleted AS t
+    FULL JOIN (
+        SELECT s.src_image_id, array_agg(s.image_id ORDER BY s.image_id) AS leftover_image_ids
+        FROM public.images_to_be_deleted AS s
+        GROUP BY s.src_image_id
+    ) AS l ON t.image_id = l.src_image_id;
+    RETURN v_out;
+END;
+$procedure$;
+
 -- The trigger itself is stored state of the package's table images_to_be_deleted: created here
 -- when missing (a fresh install, upgrade 0005, or one dropped by hand), left alone otherwise (a
 -- redeploy takes no lock on the table).
