@@ -141,16 +141,8 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $procedure$
 DECLARE
-    v_cmd public.move_disk_commands;
+    v_cmd public.move_disk_commands := public.GetMoveDiskCommandForUpdate(v_command_id, v_lease_owner);
 BEGIN
-    SELECT * INTO v_cmd FROM public.move_disk_commands AS c WHERE c.command_id = v_command_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no move has command id %', v_command_id USING ERRCODE = 'MD001';
-    END IF;
-    IF v_cmd.ended_at IS NULL AND v_cmd.lease_owner IS DISTINCT FROM v_lease_owner THEN
-        RAISE EXCEPTION 'the move % is run by another process (%); this one lost its lease',
-            v_command_id, coalesce(v_cmd.lease_owner, 'nobody') USING ERRCODE = 'MD003';
-    END IF;
     IF v_cmd.ended_at IS NULL THEN
         UPDATE public.move_disk_commands AS c
         SET lease_expires = now() + make_interval(secs => v_lease_seconds), updated_at = now()
