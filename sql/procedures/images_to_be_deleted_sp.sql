@@ -425,25 +425,14 @@ BEGIN
         RETURN 0;
     END IF;
     DELETE FROM public.image_move_links AS l WHERE l.image_id IS NOT NULL;
-    -- The rows the trigger makes: a temporary volume's source columns, a source volume's
-    -- leftover ids, one row for a volume that is both.
     INSERT INTO public.image_move_links (
         image_id, src_image_id, src_image_group_id, src_storage, dest_storage,
         leftover_image_ids
     )
     SELECT
-        coalesce(t.image_id, l.src_image_id),
-        t.src_image_id,
-        t.src_image_group_id,
-        t.src_storage,
-        t.dest_storage,
-        l.leftover_image_ids
-    FROM public.images_to_be_deleted AS t
-    FULL JOIN (
-        SELECT s.src_image_id, array_agg(s.image_id ORDER BY s.image_id) AS leftover_image_ids
-        FROM public.images_to_be_deleted AS s
-        GROUP BY s.src_image_id
-    ) AS l ON t.image_id = l.src_image_id;
+        e.image_id, e.src_image_id, e.src_image_group_id, e.src_storage, e.dest_storage,
+        e.leftover_image_ids
+    FROM public.image_move_links_expected_view AS e;
     RETURN v_out;
 END;
 $procedure$;

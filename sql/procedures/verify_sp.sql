@@ -360,8 +360,8 @@ $procedure$;
 GRANT EXECUTE ON FUNCTION VerifyImageGroupsToBeDeleted(INTERVAL) TO movedisk_dba;
 
 -- VerifyImageMoveLinks: image_move_links rows out of step with images_to_be_deleted (the rows
--- its trigger would have made: a temporary volume's source columns, a source volume's leftover
--- ids as a set), missing or extra; the lookups (images_storage_domain_view) read the links.
+-- its trigger would have made, image_move_links_expected_view; leftover ids compared as a
+-- sorted list), missing or extra; the lookups (images_storage_domain_view) read the links.
 CREATE OR REPLACE FUNCTION VerifyImageMoveLinks()
 RETURNS SETOF VERIFY_FINDING
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -369,22 +369,7 @@ SET search_path = pg_catalog, pg_temp
 AS $procedure$
 BEGIN
     RETURN QUERY
-    WITH expected AS (
-        SELECT
-            coalesce(t.image_id, l.src_image_id) AS image_id,
-            t.src_image_id,
-            t.src_image_group_id,
-            t.src_storage,
-            t.dest_storage,
-            l.leftover_image_ids
-        FROM public.images_to_be_deleted AS t
-        FULL JOIN (
-            SELECT s.src_image_id, array_agg(s.image_id ORDER BY s.image_id) AS leftover_image_ids
-            FROM public.images_to_be_deleted AS s
-            GROUP BY s.src_image_id
-        ) AS l ON t.image_id = l.src_image_id
-    ),
-    actual AS (
+    WITH actual AS (
         SELECT
             m.image_id,
             m.src_image_id,
@@ -420,7 +405,7 @@ BEGIN
             )
         END
     FROM actual AS a
-    FULL JOIN expected AS e ON a.image_id = e.image_id
+    FULL JOIN public.image_move_links_expected_view AS e ON a.image_id = e.image_id
     WHERE a.image_id IS NULL
        OR e.image_id IS NULL
        OR a.src_image_id IS DISTINCT FROM e.src_image_id
