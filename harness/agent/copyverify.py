@@ -44,6 +44,30 @@ from .errors import ImageVerificationError
 from .layout import BLANK_UUID
 
 
+def verify_volume(path: Path, fmt: str, expected: str | None, what: str,
+                  **ids: Any) -> tuple[float, float]:
+    """Re-read one volume: ``qemu-img check`` of a qcow2 one, then its layer checksum
+    (images.layer_checksum) against ``expected``. ImageVerificationError (484) naming the
+    volume as ``what``, with ``ids``, on a difference; else the seconds the check and the
+    checksum took. The one re-read of a volume, for a copy (CopyVerifier) and for
+    Image.verify alike."""
+    t0 = time.monotonic()
+    if fmt == images.COW:
+        report = images.check(path)
+        if not report["ok"]:
+            raise ImageVerificationError(
+                f"Image verification failed: qemu-img check of {what}: "
+                f"{report.get('check-errors', report.get('error'))} errors, "
+                f"{report.get('leaks', 0)} leaks", check=report, **ids)
+    t1 = time.monotonic()
+    got, _ = images.layer_checksum(path, fmt)
+    if got != expected:
+        raise ImageVerificationError(
+            f"Image verification failed: {what} has checksum {got}, expected {expected}",
+            checksum=got, expected=expected, **ids)
+    return t1 - t0, time.monotonic() - t1
+
+
 class CopyVerifier:
     """Verifies the volumes of one chain copy; use as a context manager (leaving it, on an
     error too, waits for the worker: nothing reads the copy after the task ends)."""
@@ -98,27 +122,15 @@ class CopyVerifier:
     def _verify(self, vol: str, meta: dict[str, Any]) -> None:
         fmt = meta.get("format", images.RAW)
         path = self.dst_dir / vol
-        t0 = time.monotonic()
-        if fmt == images.COW:
-            report = images.check(path)
-            if not report["ok"]:
-                raise ImageVerificationError(
-                    f"Image verification failed: qemu-img check of volume {vol} on "
-                    f"{self.dst}: {report.get('check-errors', report.get('error'))} errors, "
-                    f"{report.get('leaks', 0)} leaks", volUUID=vol, check=report)
-        t1 = time.monotonic()
-        got, _ = images.layer_checksum(path, fmt)
+        check_s, checksum_s = verify_volume(path, fmt, meta.get("checksum"),
+                                            f"volume {vol} copied to {self.dst}", volUUID=vol)
         t2 = time.monotonic()
-        if got != meta.get("checksum"):
-            raise ImageVerificationError(
-                f"Image verification failed: volume {vol} copied to {self.dst} has checksum "
-                f"{got}, the source has {meta.get('checksum')}", volUUID=vol)
         parent = meta.get("parent", BLANK_UUID)
         why = images.same_shape(self.src_dir / vol, path, fmt,
                                 None if parent in (None, BLANK_UUID) else parent)
         with self.lock:
-            self.took["check"] += t1 - t0
-            self.took["checksum"] += t2 - t1
+            self.took["check"] += check_s
+            self.took["checksum"] += checksum_s
             self.took["shape"] += time.monotonic() - t2
             if why is not None:
                 self.unproven.append((vol, why))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import datacopy, images
-from .copyverify import CopyVerifier
+from .copyverify import CopyVerifier, verify_volume
 from .errors import (
     AgentAlreadyRunning,
     AgentError,
@@ -247,20 +247,9 @@ class Agent:
                 raise ImageVerificationError(
                     f"Image verification failed: the data of volume {vol} is missing on {sd}",
                     imgUUID=img, sdUUID=sd, volUUID=vol)
-            if fmt == images.COW:
-                report = images.check(path)
-                if not report["ok"]:
-                    raise ImageVerificationError(
-                        f"Image verification failed: qemu-img check of volume {vol} on {sd}: "
-                        f"{report.get('check-errors', report.get('error'))} errors, "
-                        f"{report.get('leaks', 0)} leaks", imgUUID=img, sdUUID=sd, volUUID=vol)
-            got, _ = images.layer_checksum(path, fmt)
-            ref = want.get(vol, meta.get("checksum"))
-            if got != ref:
-                raise ImageVerificationError(
-                    f"Image verification failed: volume {vol} of image {img} on {sd} reads as "
-                    f"checksum {got}, expected {ref}", imgUUID=img, sdUUID=sd, volUUID=vol,
-                    checksum=got, expected=ref)
+            verify_volume(path, fmt, want.get(vol, meta.get("checksum")),
+                          f"volume {vol} of image {img} on {sd}",
+                          imgUUID=img, sdUUID=sd, volUUID=vol)
             verified.append(vol)
         return {"verified": verified, "seconds": round(time.monotonic() - t0, 4)}
 
