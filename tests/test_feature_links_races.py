@@ -6,13 +6,12 @@ images_to_be_deleted says (VerifyImageMoveLinks finds nothing) whichever commits
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from typing import Any
 
 import psycopg
 import pytest
+import races
 from feature_rows import ILLEGAL, make_disk, make_domain, setup
 from psycopg.rows import dict_row
 
@@ -33,35 +32,9 @@ def _run(conn: psycopg.Connection[Any], query: str, args: tuple) -> int | str:
 
 
 def race(dsn: str, first: tuple[str, tuple], second: tuple[str, tuple]) -> tuple[Any, Any, bool]:
-    """``first`` runs and keeps its transaction open; ``second`` runs on another connection;
-    once it waits on a lock (or ended) the first commits. Both answers, and whether it waited."""
-    a = psycopg.connect(dsn, row_factory=dict_row)
-    b = psycopg.connect(dsn, row_factory=dict_row)
-    watch = psycopg.connect(dsn, row_factory=dict_row, autocommit=True)
-    try:
-        b.execute("SET lock_timeout = '20s'")
-        b.commit()
-        first_answer = _run(a, *first)
-        answer: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: answer.setdefault("b", _run(b, *second)))
-        thread.start()
-        waited = False
-        deadline = time.monotonic() + 10
-        while thread.is_alive() and time.monotonic() < deadline:
-            row = watch.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                                (b.info.backend_pid,)).fetchone()
-            if row and row["wait_event_type"] == "Lock":
-                waited = True
-                break
-            time.sleep(0.005)
-        a.commit() if first_answer == 0 else a.rollback()
-        thread.join(30)
-        second_answer = answer["b"]
-        b.commit() if second_answer == 0 else b.rollback()
-        return first_answer, second_answer, waited
-    finally:
-        for c in (a, b, watch):
-            c.close()
+    """Two statements with their arguments raced (tests/races.py): both answers (0 or the
+    SQLSTATE) and whether the second waited for the first."""
+    return races.race(dsn, lambda c: _run(c, *first), lambda c: _run(c, *second))
 
 
 def leftovers(conn: psycopg.Connection[Any], image_id: uuid.UUID) -> list[uuid.UUID] | None:

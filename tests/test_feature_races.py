@@ -11,7 +11,6 @@ whenever the first call succeeded.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import races
 from feature_rows import make_domain, setup
 from psycopg.rows import dict_row
 
@@ -258,41 +258,10 @@ def _run(conn: psycopg.Connection[Any], name: str, ctx: Ctx) -> int | str:
 
 def race(dsn: str, ctx: Ctx, first: str, second: str,
          kill_first: bool = False) -> tuple[int | str, int | str, bool]:
-    """``first`` runs and keeps its transaction open; ``second`` starts on another connection;
-    once it waits on a lock (or ended), the first commits (rolls back if it failed; with
-    ``kill_first`` its server process is killed instead, as when its engine dies). Returns
-    both answers and whether the second waited for the first."""
-    a = psycopg.connect(dsn, row_factory=dict_row)
-    b = psycopg.connect(dsn, row_factory=dict_row)
-    watch = psycopg.connect(dsn, row_factory=dict_row, autocommit=True)
-    try:
-        b.execute("SET lock_timeout = '20s'")
-        b.commit()
-        first_answer = _run(a, first, ctx)
-        answer: dict[str, int | str] = {}
-        thread = threading.Thread(target=lambda: answer.setdefault("b", _run(b, second, ctx)))
-        thread.start()
-        waited = False
-        deadline = time.monotonic() + 10
-        while thread.is_alive() and time.monotonic() < deadline:
-            row = watch.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                (b.info.backend_pid,)).fetchone()
-            if row and row["wait_event_type"] == "Lock":
-                waited = True
-                break
-            time.sleep(0.005)
-        if kill_first:
-            watch.execute("SELECT pg_terminate_backend(%s)", (a.info.backend_pid,))
-        else:
-            a.commit() if isinstance(first_answer, int) else a.rollback()
-        thread.join(30)
-        second_answer = answer["b"]
-        b.commit() if isinstance(second_answer, int) else b.rollback()
-        return first_answer, second_answer, waited
-    finally:
-        for c in (a, b, watch):
-            c.close()
+    """The calls named ``first`` and ``second`` of the race (tests/races.py): both answers
+    and whether the second waited for the first."""
+    return races.race(dsn, lambda c: _run(c, first, ctx), lambda c: _run(c, second, ctx),
+                      kill_first=kill_first)
 
 
 def prepare(dsn: str, setup_name: str) -> Ctx:
