@@ -138,20 +138,32 @@ def all_errors() -> Iterator[None]:
         raise from_any_db_error(exc) from exc
 
 
+# ``SELECT * FROM function(%s, ...)`` by (function, number of arguments), composed once.
+_FUNCTION_QUERIES: dict[tuple[str, int], bytes] = {}
+
+
+def function_query(conn: psycopg.Connection[Any], function: str, nargs: int) -> bytes:
+    """The statement calling ``function`` with ``nargs`` parameters: the name checked to be a
+    plain ASCII identifier and quoted by psycopg, the values left to parameters. Composed once
+    per function and arity (the same bytes on any connection, the name being ASCII)."""
+    key = (function, nargs)
+    query = _FUNCTION_QUERIES.get(key)
+    if query is None:
+        from psycopg import sql
+
+        if not (function.isascii() and function.replace("_", "").isalnum()):
+            raise MovediskError(f"not a function name: {function!r}")
+        query = _FUNCTION_QUERIES[key] = sql.SQL("SELECT * FROM {}({})").format(
+            sql.Identifier(function.lower()),
+            sql.SQL(", ").join(sql.Placeholder() * nargs),
+        ).as_bytes(conn)
+    return query
+
+
 def call(conn: psycopg.Connection[Any], function: str, *args: Any) -> list[dict[str, Any]]:
-    """Rows of ``SELECT * FROM function(args...)``; the name must be a plain identifier.
-
-    The function name is checked against the catalog-safe identifier shape and
-    quoted by psycopg; values travel as parameters, never inside the SQL text.
-    """
-    from psycopg import sql
-
-    if not function.replace("_", "").isalnum():
-        raise MovediskError(f"not a function name: {function!r}")
-    query = sql.SQL("SELECT * FROM {}({})").format(
-        sql.Identifier(function.lower()),
-        sql.SQL(", ").join(sql.Placeholder() * len(args)),
-    )
+    """Rows of ``SELECT * FROM function(args...)`` (function_query); values travel as
+    parameters, never inside the SQL text."""
+    query = function_query(conn, function, len(args))
     with user_errors():
         return conn.execute(query, args).fetchall()
 

@@ -21,10 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from psycopg import sql
-
 from ..agent import errors as agent_errors
-from ..db import user_errors
+from ..db import function_query, user_errors
 from ..errors import MovediskError
 from .crashpoints import crash_point
 from .owner import is_dead
@@ -74,9 +72,6 @@ class _Owners:
         return self.known[owner]
 
 
-_CLAIM = sql.SQL("SELECT * FROM {}(%s, %s, %s, %s)").format(sql.Identifier("claimmovediskcommand"))
-
-
 def claim_batch(store: Store, moves: list[tuple[MoveCommand, str | None]], owner: str,
                 lease: int) -> list[MoveCommand | None]:
     """ClaimMoveDiskCommand for each (move, its dead owner or None), pipelined: one round trip
@@ -89,7 +84,8 @@ def claim_batch(store: Store, moves: list[tuple[MoveCommand, str | None]], owner
     conn = store.conn
     out: list[MoveCommand | None] = []
     with user_errors(), conn.cursor() as cur:
-        cur.executemany(_CLAIM, [(c.command_id, owner, lease, dead) for c, dead in moves],
+        cur.executemany(function_query(conn, "ClaimMoveDiskCommand", 4),
+                        [(c.command_id, owner, lease, dead) for c, dead in moves],
                         returning=True)
         while True:
             rows = cur.fetchall()

@@ -16,10 +16,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
 
-from ..db import call, user_errors
-from ..errors import MovediskError
+from ..db import call, function_query, user_errors
 from . import retry
 from .crashpoints import armed, crash_point
 from .states import Stage
@@ -102,8 +100,6 @@ class Store:
         self.conn = conn
         self.calls: Counter[str] = Counter()  # stored functions called, by name
         self.round_trips = 0  # statements or pipelines sent, each waited for
-        # Each function's statement, composed once (db.call composes it on every call).
-        self._queries: dict[tuple[str, int], bytes] = {}
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -115,19 +111,7 @@ class Store:
                 rows = call(self.conn, function, *args)
                 crash_point(crash)
             return rows
-        with user_errors():
-            return self.conn.execute(self._query(function, len(args)), args).fetchall()
-
-    def _query(self, function: str, nargs: int) -> bytes:
-        """``SELECT * FROM function(%s, ...)``, composed once per function (as db.call does)."""
-        query = self._queries.get((function, nargs))
-        if query is None:
-            if not function.replace("_", "").isalnum():
-                raise MovediskError(f"not a function name: {function!r}")
-            query = self._queries[(function, nargs)] = sql.SQL("SELECT * FROM {}({})").format(
-                sql.Identifier(function.lower()), sql.SQL(", ").join(sql.Placeholder() * nargs)
-            ).as_bytes(self.conn)
-        return query
+        return call(self.conn, function, *args)
 
     def _moves(self, function: str, *args: Any, crash: str | None = None) -> list[MoveCommand]:
         return [_row(MoveCommand, r) for r in self._call(function, *args, crash=crash)]
@@ -154,8 +138,8 @@ class Store:
         self.calls["StartMoveDiskCommand"] += 1
         self.calls["GetImageGroupPlacement"] += 1
         self.round_trips += 1
-        start = self._query("StartMoveDiskCommand", 6)
-        where = self._query("GetImageGroupPlacement", 1)
+        start = function_query(self.conn, "StartMoveDiskCommand", 6)
+        where = function_query(self.conn, "GetImageGroupPlacement", 1)
         with user_errors():
             with self.conn.pipeline():
                 moved = self.conn.execute(start, (command_id, disk_id, dest, owner, lease, None))
