@@ -134,9 +134,11 @@ class BenchAgent:
         self.calls["tasks_by_tag"] += 1
         return sorted(self.by_tag.get(tag, {}).values(), key=lambda t: t["created"])
 
-    def get_all_tasks_statuses(self, tag: str | None = None) -> dict[str, dict[str, Any]]:
+    def get_all_tasks_statuses(self, tags: list[str] | None = None) -> dict[str, dict[str, Any]]:
         self.calls["get_all_tasks_statuses"] += 1
-        return dict(self.tasks)
+        if tags is None:
+            return dict(self.tasks)
+        return {t["taskID"]: t for x in tags for t in self.by_tag.get(x, {}).values()}
 
     def move_image(self, sp: str, src: str, dst: str, img: str, op: int, postZero: bool = False,
                    force: bool = False, tag: str | None = None) -> str:

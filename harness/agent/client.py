@@ -147,9 +147,12 @@ class StorageClient(_Rpc):
     def clear_task(self, taskID: str) -> bool:
         return bool(self.call("Task.clear", taskID=taskID))
 
-    def get_all_tasks_statuses(self) -> dict[str, dict[str, Any]]:
-        """Host.getAllTasksStatuses: every task the agent knows, by id."""
-        return self.call("Host.getAllTasksStatuses")  # type: ignore[no-any-return]
+    def get_all_tasks_statuses(self, tags: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Host.getAllTasksStatuses: every task the agent knows (or those carrying one of
+        ``tags``), by id."""
+        if tags is None:
+            return self.call("Host.getAllTasksStatuses")  # type: ignore[no-any-return]
+        return self.call("Host.getAllTasksStatuses", tags=tags)  # type: ignore[no-any-return]
 
     def tasks_by_tag(self, tag: str) -> list[dict[str, Any]]:
         """The statuses of the tasks carrying ``tag``, oldest first."""

@@ -98,8 +98,8 @@ def claim_batch(store: Store, moves: list[tuple[MoveCommand, str | None]], owner
 
 class BatchTasks:
     """The agent as the engine sees it while recovering one batch of claimed moves: the tasks
-    tagged with those moves' command ids read in one call (Host.getAllTasksStatuses) instead of
-    one listing of every task per move. A task that was not finished then is read again
+    tagged with those moves' command ids read in one call (Host.getAllTasksStatuses with their
+    tags) instead of one call per move. A task that was not finished then is read again
     (Task.getStatus) when asked for, one this process clears is left out; a tag this process
     starts a task of is asked of the agent itself from then on. Every other verb goes to the
     agent unchanged."""
@@ -111,7 +111,7 @@ class BatchTasks:
         self._tag_of: dict[str, str] = {}
         self._by_tag: dict[str, list[dict[str, Any]]] | None = None
         try:
-            every = agent.get_all_tasks_statuses()
+            every = agent.get_all_tasks_statuses(tags=sorted(tags))
         except agent_errors.AgentError:
             return  # each move asks the agent itself, and meets the error there
         self._by_tag = {}

@@ -171,6 +171,16 @@ def test_tasks_are_found_by_tag_listed_and_cleared(
     second = client.delete_image(pool.sp, pool.dst, img, tag=tag)
     client.wait_task(second)
     assert [s["taskID"] for s in client.tasks_by_tag(tag)] == [task, second]
+    # Several tags in one call (recovery asks for a batch of moves' tasks at once).
+    other = f"command-{new_id()}"
+    third = client.move_image(pool.sp, pool.src, pool.dst, img, COPY, tag=other)
+    client.wait_task(third)
+    assert set(client.get_all_tasks_statuses(tags=[tag, other, new_id()])) == {task, second, third}
+    assert set(client.get_all_tasks_statuses(tags=[other])) == {third}
+    assert client.get_all_tasks_statuses(tags=[]) == {}
+    assert client.clear_task(third)
+    with pytest.raises(E.InvalidParameter):
+        client.call("Host.getAllTasksStatuses", tags="not-a-list")
     assert client.clear_task(task)
     assert task not in client.get_all_tasks_statuses()
     assert [s["taskID"] for s in client.tasks_by_tag(tag)] == [second]
