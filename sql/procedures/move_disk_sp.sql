@@ -372,6 +372,59 @@ BEGIN
 END;
 $procedure$;
 
+-- LockTemporaryDisk: temporary disk v_image_group_id's move (its source disk and domains) and
+-- its volumes (how many LOCKED), locked in the package's lock order: the original disk's
+-- volumes by image_guid, then the temporary disk's. The start of every function that changes a
+-- temporary disk after phase 1 (MarkTemporaryDiskIllegal, RemoveTemporaryDisk), before it reads
+-- what it decides on. MD001 no such disk (or removed while waiting), MD006 not temporary.
+CREATE OR REPLACE FUNCTION LockTemporaryDisk(v_image_group_id UUID)
+RETURNS TABLE (
+    src_image_group_id UUID,
+    src_storage UUID,
+    dest_storage UUID,
+    temporary_image_ids UUID[],
+    locked INTEGER
+)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $procedure$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_group_id = v_image_group_id) THEN
+        RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
+    END IF;
+    SELECT t.src_image_group_id, t.src_storage, t.dest_storage
+    INTO src_image_group_id, src_storage, dest_storage
+    FROM public.images AS tmp
+    INNER JOIN public.images_to_be_deleted AS t ON t.image_id = tmp.image_guid
+    WHERE tmp.image_group_id = v_image_group_id
+    ORDER BY t.image_id
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'disk % is not a temporary (To_Be_Deleted) disk', v_image_group_id
+            USING ERRCODE = 'MD006';
+    END IF;
+    PERFORM 1
+    FROM public.images AS i
+    WHERE i.image_group_id = src_image_group_id
+    ORDER BY i.image_guid
+    FOR UPDATE;
+    SELECT array_agg(x.image_guid), count(*) FILTER (WHERE x.imagestatus = 2)
+    INTO temporary_image_ids, locked
+    FROM (
+        SELECT tmp.image_guid, tmp.imagestatus
+        FROM public.images AS tmp
+        WHERE tmp.image_group_id = v_image_group_id
+        ORDER BY tmp.image_guid
+        FOR UPDATE
+    ) AS x;
+    IF temporary_image_ids IS NULL THEN
+        RAISE EXCEPTION 'no disk has id % (the temporary disk was removed)', v_image_group_id
+            USING ERRCODE = 'MD001';
+    END IF;
+    RETURN NEXT;
+END;
+$procedure$;
+
 -- MarkTemporaryDiskIllegal: temporary disk v_image_group_id goes ILLEGAL: it stays as the record
 -- of its move's end. With v_unlock_original (compensation / end with failure): only while the
 -- original disk is wholly on the source domain (MD003 once phase 3 committed: roll forward);
@@ -398,40 +451,9 @@ DECLARE
     v_on_dest INTEGER;
     v_marked INTEGER;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_group_id = v_image_group_id) THEN
-        RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
-    END IF;
-    SELECT t.src_image_group_id, t.src_storage, t.dest_storage
-    INTO v_src_group, v_src, v_dest
-    FROM public.images AS tmp
-    INNER JOIN public.images_to_be_deleted AS t ON t.image_id = tmp.image_guid
-    WHERE tmp.image_group_id = v_image_group_id
-    ORDER BY t.image_id
-    LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'disk % is not a temporary (To_Be_Deleted) disk', v_image_group_id
-            USING ERRCODE = 'MD006';
-    END IF;
-
-    -- Lock order: the original's volumes, then the temporary disk's; then decide.
-    PERFORM 1
-    FROM public.images AS i
-    WHERE i.image_group_id = v_src_group
-    ORDER BY i.image_guid
-    FOR UPDATE;
-    SELECT array_agg(x.image_guid), count(*) FILTER (WHERE x.imagestatus = 2)
-    INTO v_tmp_ids, v_tmp_locked
-    FROM (
-        SELECT tmp.image_guid, tmp.imagestatus
-        FROM public.images AS tmp
-        WHERE tmp.image_group_id = v_image_group_id
-        ORDER BY tmp.image_guid
-        FOR UPDATE
-    ) AS x;
-    IF v_tmp_ids IS NULL THEN
-        RAISE EXCEPTION 'no disk has id % (the temporary disk was removed)', v_image_group_id
-            USING ERRCODE = 'MD001';
-    END IF;
+    SELECT l.src_image_group_id, l.src_storage, l.dest_storage, l.temporary_image_ids, l.locked
+    INTO v_src_group, v_src, v_dest, v_tmp_ids, v_tmp_locked
+    FROM public.LockTemporaryDisk(v_image_group_id) AS l;
     SELECT
         count(*),
         count(*) FILTER (WHERE EXISTS (
@@ -555,40 +577,9 @@ DECLARE
     v_live_original BOOLEAN;
     v_removed INTEGER;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM public.images AS i WHERE i.image_group_id = v_image_group_id) THEN
-        RAISE EXCEPTION 'no disk has id %', v_image_group_id USING ERRCODE = 'MD001';
-    END IF;
-    SELECT t.src_image_group_id, t.src_storage
-    INTO v_src_group, v_src
-    FROM public.images AS tmp
-    INNER JOIN public.images_to_be_deleted AS t ON t.image_id = tmp.image_guid
-    WHERE tmp.image_group_id = v_image_group_id
-    ORDER BY t.image_id
-    LIMIT 1;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'disk % is not a temporary (To_Be_Deleted) disk', v_image_group_id
-            USING ERRCODE = 'MD006';
-    END IF;
-
-    -- Lock order: the original's volumes, then the temporary disk's; then decide.
-    PERFORM 1
-    FROM public.images AS i
-    WHERE i.image_group_id = v_src_group
-    ORDER BY i.image_guid
-    FOR UPDATE;
-    SELECT array_agg(x.image_guid), count(*) FILTER (WHERE x.imagestatus = 2)
-    INTO v_tmp_ids, v_tmp_locked
-    FROM (
-        SELECT tmp.image_guid, tmp.imagestatus
-        FROM public.images AS tmp
-        WHERE tmp.image_group_id = v_image_group_id
-        ORDER BY tmp.image_guid
-        FOR UPDATE
-    ) AS x;
-    IF v_tmp_ids IS NULL THEN
-        RAISE EXCEPTION 'no disk has id % (the temporary disk was removed)', v_image_group_id
-            USING ERRCODE = 'MD001';
-    END IF;
+    SELECT l.src_image_group_id, l.src_storage, l.temporary_image_ids, l.locked
+    INTO v_src_group, v_src, v_tmp_ids, v_tmp_locked
+    FROM public.LockTemporaryDisk(v_image_group_id) AS l;
     v_live_original := public.IsImageGroupOnStorageDomain(v_src_group, v_src);
 
     IF v_live_original AND v_tmp_locked > 0 THEN
